@@ -1,0 +1,162 @@
+"""The ``llmcombo`` command line.
+
+Every sub-command is a small function that parses its arguments and calls the core. User mistakes
+arrive as :class:`llmcombo.errors.UserError` and are printed as one clear message with exit code 1;
+usage errors exit with 2 (argparse's convention). Heavy modules are imported inside the commands so
+``llmcombo --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Sequence
+
+from llmcombo import __version__
+from llmcombo.errors import UserError
+
+Handler = Callable[[argparse.Namespace], int]
+_COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Handler]] = []
+
+
+def command(name: str, help: str, configure: Callable[[argparse.ArgumentParser], None]):
+    """Register ``fn`` as ``llmcombo NAME``; ``configure`` adds its arguments."""
+
+    def wrap(fn: Handler) -> Handler:
+        _COMMANDS.append((name, help, configure, fn))
+        return fn
+
+    return wrap
+
+
+def _err(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------------------
+# featuremodel / validate / import / generate  (core)
+# ---------------------------------------------------------------------------------------------
+
+
+def _args_featuremodel(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=["tree", "uvl", "json"], default="tree",
+                   help="tree: readable outline; uvl: Universal Variability Language; json: for tools")
+
+
+@command("featuremodel", "print the feature model of LLM combinations", _args_featuremodel)
+def cmd_featuremodel(args: argparse.Namespace) -> int:
+    import json
+
+    from llmcombo.productline import feature_model
+
+    fm = feature_model()
+    if args.format == "uvl":
+        print(fm.to_uvl())
+    elif args.format == "json":
+        print(json.dumps(fm.to_json(), indent=2))
+    else:
+        print(fm.to_tree())
+    return 0
+
+
+def _args_validate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("path", help="an llmcombo configuration or a mergekit YAML (detected)")
+    p.add_argument("--no-preflight", action="store_true",
+                   help="skip the model-aware checks that read each model's config.json")
+
+
+@command("validate", "check a configuration and print its issues", _args_validate)
+def cmd_validate(args: argparse.Namespace) -> int:
+    from llmcombo.configuration import load_any
+    from llmcombo.validation import validate_full
+
+    config = load_any(args.path)
+    issues = validate_full(config, preflight=not args.no_preflight)
+    errors = [i for i in issues if i.severity == "error"]
+    for issue in issues:
+        print(issue.format())
+    if errors:
+        print(f"{len(errors)} error(s), {len(issues) - len(errors)} warning(s): not valid.")
+        return 1
+    print(f"valid ({len(issues)} warning(s)).")
+    return 0
+
+
+def _args_import(p: argparse.ArgumentParser) -> None:
+    p.add_argument("path", help="a mergekit YAML (merge or MoE)")
+    p.add_argument("-o", "--output", help="write the llmcombo configuration here (default: stdout)")
+
+
+@command("import", "turn a mergekit YAML into an llmcombo configuration", _args_import)
+def cmd_import(args: argparse.Namespace) -> int:
+    from llmcombo.configuration import dump_yaml, read_yaml_file
+    from llmcombo.generate import import_mergekit
+
+    data = read_yaml_file(args.path)
+    config = import_mergekit(data)
+    _write_text(dump_yaml(config), args.output)
+    return 0
+
+
+def _args_generate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("path", help="an llmcombo configuration")
+    p.add_argument("-o", "--output", help="write the mergekit YAML / ensemble spec here (default: stdout)")
+
+
+@command("generate", "turn an llmcombo configuration into a mergekit YAML or ensemble spec",
+         _args_generate)
+def cmd_generate(args: argparse.Namespace) -> int:
+    from llmcombo.configuration import load_any
+    from llmcombo.generate import generate_yaml
+
+    config = load_any(args.path)
+    _write_text(generate_yaml(config), args.output)
+    return 0
+
+
+def _write_text(text: str, output: str | None) -> None:
+    if output is None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        return
+    from llmcombo.configuration import write_text_atomic
+
+    write_text_atomic(output, text if text.endswith("\n") else text + "\n")
+    _err(f"wrote {output}")
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llmcombo",
+        description="Combine language models: merges, mixtures of experts and ensembles.",
+    )
+    parser.add_argument("--version", action="version", version=f"llmcombo {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, help_text, configure, fn in _COMMANDS:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        configure(p)
+        p.set_defaults(_handler=fn)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "_handler", None)
+    if handler is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(handler(args) or 0)
+    except UserError as exc:
+        _err(f"error: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        _err("interrupted; nothing was left half-written.")
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
