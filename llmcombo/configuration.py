@@ -1,0 +1,172 @@
+"""Configurations on disk: reading YAML safely, telling llmcombo files from mergekit files,
+writing atomically, and the shipped presets."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from llmcombo.errors import UserError
+
+
+class Configuration(dict):
+    """An llmcombo configuration: plain data (a dict) plus where it came from.
+
+    ``base_dir`` is the folder relative model paths are resolved against; ``imported_from`` is
+    ``"mergekit"`` when the file was a mergekit YAML.
+    """
+
+    def __init__(self, data: dict | None = None, *, base_dir: str | os.PathLike | None = None,
+                 source: str | os.PathLike | None = None, imported_from: str | None = None):
+        super().__init__(data or {})
+        self.base_dir = Path(base_dir) if base_dir is not None else None
+        self.source = str(source) if source is not None else None
+        self.imported_from = imported_from
+
+    @property
+    def family(self) -> str | None:
+        from llmcombo.productline import family_of
+
+        return family_of(self)
+
+    def to_yaml(self) -> str:
+        return dump_yaml(dict(self))
+
+
+class _Dumper(yaml.SafeDumper):
+    """Readable YAML: block style, but short lists of numbers (gradients, layer ranges) inline."""
+
+
+def _repr_list(dumper, data):
+    flow = len(data) <= 12 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in data)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
+
+
+def _repr_str(dumper, data):
+    style = "|" if "\n" in data else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_Dumper.add_representer(list, _repr_list)
+_Dumper.add_representer(str, _repr_str)
+_Dumper.add_representer(Configuration, lambda d, data: d.represent_dict(dict(data)))
+
+
+def dump_yaml(data: Any) -> str:
+    return yaml.dump(_plain(data), Dumper=_Dumper, sort_keys=False, allow_unicode=True,
+                     default_flow_style=False)
+
+
+def _plain(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _plain(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_plain(v) for v in data]
+    return data
+
+
+def parse_yaml_text(text: str, where: str = "the configuration") -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "it is not valid YAML"
+        raise UserError(f"{where} is not valid YAML{at}: {problem}.",
+                        hint="Check the indentation and the ':' after each key.") from None
+
+
+def read_yaml_file(path: str | os.PathLike) -> Any:
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"file not found: {p}", hint="Check the path.")
+    if p.is_dir():
+        raise UserError(f"{p} is a folder, not a configuration file.")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{p} is not a text file.") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {p}: {exc.strerror}.") from None
+    return parse_yaml_text(text, str(p))
+
+
+def is_mergekit_document(data: Any) -> str | None:
+    """``"merge"`` or ``"moe"`` when ``data`` looks like a mergekit YAML, else None."""
+    if not isinstance(data, dict):
+        return None
+    if "merge_method" in data:
+        return "merge"
+    if "experts" in data and "base_model" in data and "moe" not in data:
+        return "moe"
+    return None
+
+
+def as_configuration(data: Any, *, base_dir=None, source=None) -> Configuration:
+    """An llmcombo configuration from parsed data; mergekit documents are imported."""
+    if isinstance(data, Configuration) and base_dir is None:
+        return data
+    if is_mergekit_document(data):
+        from llmcombo.generate import import_mergekit
+
+        cfg = import_mergekit(data)
+        cfg.base_dir = Path(base_dir) if base_dir else None
+        cfg.source = str(source) if source else None
+        return cfg
+    if data is None:
+        raise UserError("the configuration is empty.", hint="Start from a preset: llmcombo presets.")
+    if not isinstance(data, dict):
+        raise UserError(f"the configuration must be a mapping of names to values, not a "
+                        f"{type(data).__name__}.", hint="Start from a preset or a mergekit YAML.")
+    return Configuration(data, base_dir=base_dir, source=source)
+
+
+def load_any(path: str | os.PathLike) -> Configuration:
+    """Read an llmcombo configuration or a mergekit YAML (detected)."""
+    data = read_yaml_file(path)
+    return as_configuration(data, base_dir=Path(path).resolve().parent, source=path)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write through a temporary file in the same folder and rename: never a half-written file."""
+    p = Path(path)
+    if p.is_dir():
+        raise UserError(f"{p} is a folder; give a file name.")
+    if not p.parent.exists():
+        raise UserError(f"folder not found: {p.parent}", hint="Create it first or choose another path.")
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, p)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+# ---------------------------------------------------------------------------------------------
+# presets
+# ---------------------------------------------------------------------------------------------
+
+
+def _preset_dir():
+    import importlib.resources
+
+    return importlib.resources.files("llmcombo") / "presets"
+
+
+def list_presets() -> list[str]:
+    return sorted(p.name[:-5] for p in _preset_dir().iterdir() if p.name.endswith(".yaml"))
+
+
+def load_preset(name: str) -> Configuration:
+    names = list_presets()
+    if name not in names:
+        raise UserError(f"unknown preset {name!r}", hint="Known presets: " + ", ".join(names))
+    text = (_preset_dir() / f"{name}.yaml").read_text(encoding="utf-8")
+    return Configuration(parse_yaml_text(text, f"preset {name}"))
