@@ -12,6 +12,10 @@ from llmcombo.featuremodel.types import NumberType
 
 def uvl_name(path: str) -> str:
     """UVL identifiers cannot hold dots; a feature's UVL name is its path joined with '_'."""
+    return _plain_uvl_name(path)
+
+
+def _plain_uvl_name(path: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", path) or "root"
 
 
@@ -42,10 +46,34 @@ def _card(card) -> str:
     return f" cardinality [{lo}..{'*' if hi is None else hi}]"
 
 
+def _uvl_names(model: FeatureModel) -> dict[str, str]:
+    """A unique UVL identifier for every feature and attribute path (collisions get a suffix)."""
+    names: dict[str, str] = {}
+    used: set[str] = set()
+    paths = []
+    for f in model.features():
+        if f.path:
+            paths.append(f.path)
+        paths += [a.path for a in f.attributes]
+    for p in paths:
+        base = uvl_name(p)
+        name, k = base, 2
+        while name in used:
+            name, k = f"{base}_{k}", k + 1
+        used.add(name)
+        names[p] = name
+    return names
+
+
 def to_uvl(model: FeatureModel) -> str:
+    names = _uvl_names(model)
+
+    def uvl_name(path: str) -> str:  # noqa: F811 - the model's own unique names
+        return names.get(path) or _plain_uvl_name(path)
+
     lines = [f"namespace {uvl_name(model.name)}", "", "features"]
 
-    def attr_line(a: Attribute, indent: int) -> str:
+    def attr_line(a: Attribute, indent: int) -> str:  # noqa: E306
         extra: dict[str, Any] = {}
         if isinstance(a.type, NumberType):
             extra["min"] = a.type.minimum
