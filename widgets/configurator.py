@@ -1,0 +1,484 @@
+"""The configurator: ipywidgets rendered from the view-model's tree.
+
+Rendering is a keyed reconciliation, like a virtual DOM: every node of the view tree has a key
+(its data path); the widget made for a key is kept and *updated* on the next render (value,
+options, messages, children), and only nodes that did not exist before get new widgets. Setting a
+trait to the value it already has sends nothing to the browser, so switching the merge method
+only touches the fields that appear, disappear or change their domain.
+
+Widgets only render and forward events to :class:`~llmcombo_widgets.viewmodel.FormModel`; the
+logic lives there. Every widget carries stable CSS classes (``llmcombo-...``) for tests and themes:
+``llmcombo-field``, ``llmcombo-key-<path>`` (``merge.models[0].model`` ->
+``llmcombo-key-merge-models-0-model``), ``llmcombo-input``, ``llmcombo-issues``,
+``llmcombo-choice-<path>``, ``llmcombo-toggle-<path>``, ``llmcombo-list-<path>``,
+``llmcombo-add``, ``llmcombo-remove``, ``llmcombo-generate``, ``llmcombo-yaml-preview``.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import threading
+from typing import Any, Callable
+
+import ipywidgets as W
+
+from llmcombo_widgets.viewmodel import (ChoiceView, FieldView, FormModel, ListView, SectionView,
+                                        ToggleView, check_model_ref)
+
+ZOO_REFS = ("zoo:base", "zoo:domotica", "zoo:tiempo", "zoo:selector")
+
+CSS = """
+<style>
+.llmcombo-issues .llmcombo-error { color: #c62828; }
+.llmcombo-issues .llmcombo-warning { color: #b26a00; }
+.llmcombo-issues div { margin: 0 0 2px 0; line-height: 1.3; }
+.llmcombo-field-label { font-weight: 500; }
+.llmcombo-section { border-left: 2px solid #e0e0e0; padding-left: 8px; margin: 4px 0; }
+.llmcombo-list-item { border: 1px solid #eee; border-radius: 4px; padding: 4px; margin: 4px 0; }
+.llmcombo-help { color: #555; font-size: 90%; }
+.llmcombo-yaml-preview pre { font-size: 12px; background: #fafafa; padding: 6px; margin: 0; }
+.llmcombo-status-error { color: #c62828; }
+.llmcombo-status-ok { color: #2e7d32; }
+</style>
+"""
+
+
+def slug(key: str) -> str:
+    """A CSS-class-safe form of a data path."""
+    s = re.sub(r"[^A-Za-z0-9_-]+", "-", key).strip("-")
+    return s or "root"
+
+
+def issues_html(issues) -> str:
+    rows = []
+    for i in issues:
+        cls = "llmcombo-error" if i.is_error else "llmcombo-warning"
+        hint = f" <i>{html.escape(i.hint)}</i>" if i.hint else ""
+        rows.append(f'<div class="{cls}">{"⛔" if i.is_error else "⚠"} {html.escape(i.message)}{hint}</div>')
+    return "".join(rows)
+
+
+def _set(widget: W.Widget, **traits: Any) -> None:
+    """Set only the traits whose value differs (nothing is sent for the others)."""
+    for name, value in traits.items():
+        if getattr(widget, name) != value:
+            setattr(widget, name, value)
+
+
+def _children(box: W.Box, children: list) -> None:
+    new = tuple(children)
+    if box.children != new:
+        box.children = new
+
+
+class _FieldWidget:
+    """Label, typed input, messages (and for model references a Check button)."""
+
+    def __init__(self, fv: FieldView, form: "Configurator"):
+        self.key = fv.key
+        self.kind = fv.kind
+        self.signature = fv.signature
+        self.form = form
+        self.label = W.HTML(layout=W.Layout(width="190px"))
+        self.label.add_class("llmcombo-field-label")
+        layout = W.Layout(width="360px")
+        k = fv.kind
+        if k in ("enum", "bool"):
+            self.input = W.Dropdown(options=[c[0] for c in fv.choices], layout=layout)
+            self.input.observe(self._on_index, "index")
+        elif k in ("text", "string_list", "mapping"):
+            self.input = W.Textarea(continuous_update=False, layout=W.Layout(width="360px", height="70px"))
+            self.input.observe(self._on_text, "value")
+        elif k == "model":
+            self.input = W.Combobox(options=list(ZOO_REFS), ensure_option=False,
+                                    continuous_update=False, layout=layout)
+            self.input.observe(self._on_text, "value")
+        elif k == "enum_open":
+            self.input = W.Combobox(options=[str(c[1]) for c in fv.choices], ensure_option=False,
+                                    continuous_update=False, layout=layout)
+            self.input.observe(self._on_text, "value")
+        else:
+            self.input = W.Text(continuous_update=False, layout=layout)
+            self.input.observe(self._on_text, "value")
+        self.input.add_class("llmcombo-input")
+        self.input.add_class(f"llmcombo-input-{k}")
+        self.issues = W.HTML()
+        self.issues.add_class("llmcombo-issues")
+        row = [self.label, self.input]
+        self.info = None
+        if k == "model":
+            self.check = W.Button(description="Check", layout=W.Layout(width="70px"),
+                                  tooltip="read the model's config.json: architecture, layers, size")
+            self.check.add_class("llmcombo-check")
+            self.check.on_click(self._on_check)
+            self.info = W.HTML()
+            self.info.add_class("llmcombo-model-info")
+            row.append(self.check)
+        self.row = W.HBox(row)
+        parts = [self.row, self.issues] + ([self.info] if self.info is not None else [])
+        self.box = W.VBox(parts)
+        self.box.add_class("llmcombo-field")
+        self.box.add_class(f"llmcombo-key-{slug(fv.key)}")
+        self.box.add_class(f"llmcombo-kind-{k}")
+        self.fv = fv
+
+    def update(self, fv: FieldView) -> None:
+        self.fv = fv
+        star = ' <span style="color:#c62828">*</span>' if fv.required else ""
+        label = f"{html.escape(fv.label)}{star}"
+        _set(self.label, value=label)
+        tip = fv.description or fv.label
+        if fv.kind in ("enum", "bool"):
+            index = next((i for i, c in enumerate(fv.choices) if c[1] == fv.value
+                          and type(c[1]) is type(fv.value)), 0)
+            _set(self.input, index=index, tooltip=tip)
+        else:
+            _set(self.input, value=fv.text, placeholder=fv.placeholder, tooltip=tip)
+            if fv.kind == "enum_open":
+                _set(self.input, options=[str(c[1]) for c in fv.choices])
+        _set(self.issues, value=issues_html(fv.issues))
+
+    # events -> view-model
+    def _on_text(self, change) -> None:
+        if self.form.syncing:
+            return
+        self.form.act(lambda: self.form.vm.set_text(self.key, change["new"]))
+
+    def _on_index(self, change) -> None:
+        if self.form.syncing or change["new"] is None:
+            return
+        value = self.fv.choices[change["new"]][1]
+        self.form.act(lambda: self.form.vm.set_value(self.key, value))
+
+    def _on_check(self, _button) -> None:
+        ref = self.input.value
+        self.info.value = f"<span class='llmcombo-help'>checking {html.escape(ref)} …</span>"
+        base_dir = self.form.vm.base_dir
+
+        def work():
+            try:
+                summary = check_model_ref(ref, base_dir)
+                color = "#2e7d32" if summary.ok else "#c62828"
+                text = html.escape(summary.text())
+            except Exception as exc:  # never let a check break the form
+                color, text = "#c62828", html.escape(f"{type(exc).__name__}: {exc}")
+            self.info.value = f"<span style='color:{color}'>{text}</span>"
+
+        threading.Thread(target=work, daemon=True).start()
+
+
+class Configurator:
+    """The form for a :class:`FormModel`; ``.widget`` is the whole configurator."""
+
+    def __init__(self, vm: FormModel | None = None, *, on_error: Callable[[str], None] | None = None):
+        self.vm = vm or FormModel()
+        self.syncing = False
+        self.on_error = on_error
+        self._fields: dict[str, _FieldWidget] = {}
+        self._boxes: dict[str, dict] = {}
+        self.renders = 0
+        self.last_render_ms = 0.0
+        self._build_chrome()
+        self.vm.subscribe(lambda _vm: self.refresh())
+        self.refresh()
+
+    # -- events ---------------------------------------------------------------------------
+    def act(self, fn: Callable[[], Any]) -> None:
+        """Run an action of the view-model; an unexpected error is shown, never raised into the
+        widget machinery (where it would vanish into the kernel log)."""
+        try:
+            fn()
+        except Exception as exc:  # pragma: no cover - shown to the user
+            self.status.value = (f"<span class='llmcombo-status-error'>{html.escape(type(exc).__name__)}: "
+                                 f"{html.escape(str(exc))}</span>")
+
+    # -- chrome: toolbar, status, preview -------------------------------------------------
+    def _build_chrome(self) -> None:
+        vm = self.vm
+        self.preset = W.Dropdown(options=["(choose a preset)"] + vm.presets(), description="Preset",
+                                 layout=W.Layout(width="300px"))
+        self.preset.add_class("llmcombo-preset")
+        self.preset.observe(self._on_preset, "value")
+        self.advanced = W.Checkbox(value=vm.show_advanced, description="show advanced settings",
+                                   indent=False)
+        self.advanced.add_class("llmcombo-advanced")
+        self.advanced.observe(lambda ch: self.act(lambda: vm.set_show_advanced(ch["new"])), "value")
+        self.path = W.Text(value="configuration.yaml", description="File",
+                           layout=W.Layout(width="360px"))
+        self.path.add_class("llmcombo-path")
+        self.load_btn = W.Button(description="Load", tooltip="load an llmcombo or mergekit YAML file")
+        self.save_btn = W.Button(description="Save", tooltip="save the configuration as YAML")
+        self.load_btn.add_class("llmcombo-load")
+        self.save_btn.add_class("llmcombo-save")
+        self.load_btn.on_click(lambda _b: self.act(lambda: vm.load_file(self.path.value)))
+        self.save_btn.on_click(lambda _b: self.act(self._save))
+        self.upload = W.FileUpload(accept=".yaml,.yml", multiple=False, description="Upload YAML")
+        self.upload.add_class("llmcombo-upload")
+        self.upload.observe(self._on_upload, "value")
+        self.paste = W.Textarea(placeholder="paste a mergekit YAML (merge_method: ... or MoE) here",
+                                layout=W.Layout(width="560px", height="90px"))
+        self.paste.add_class("llmcombo-paste")
+        self.import_btn = W.Button(description="Import mergekit YAML")
+        self.import_btn.add_class("llmcombo-import")
+        self.import_btn.on_click(lambda _b: self.act(lambda: vm.import_mergekit(self.paste.value)))
+        io = W.VBox([W.HBox([self.path, self.load_btn, self.save_btn, self.upload]),
+                     W.HBox([self.paste, self.import_btn])])
+        self.io = W.Accordion(children=[io], selected_index=None)
+        self.io.set_title(0, "Load, save, import a mergekit YAML")
+        self.status = W.HTML()
+        self.status.add_class("llmcombo-status")
+        self.generate_btn = W.Button(description="Generate", button_style="primary", icon="cogs")
+        self.generate_btn.add_class("llmcombo-generate")
+        self.generate_btn.on_click(lambda _b: self.act(self._generate))
+        self.form_box = W.VBox()
+        self.form_box.add_class("llmcombo-form")
+        self.config_preview = W.HTML()
+        self.config_preview.add_class("llmcombo-yaml-preview")
+        self.config_preview.add_class("llmcombo-config-preview")
+        self.generated_preview = W.HTML()
+        self.generated_preview.add_class("llmcombo-yaml-preview")
+        self.generated_preview.add_class("llmcombo-generated-preview")
+        preview = W.Tab(children=[self.config_preview, self.generated_preview],
+                        layout=W.Layout(width="430px"))
+        preview.set_title(0, "configuration")
+        preview.set_title(1, "mergekit YAML")
+        self.preview = preview
+        top = W.HBox([self.preset, self.advanced])
+        left = W.VBox([top, self.io, self.form_box], layout=W.Layout(width="640px"))
+        right = W.VBox([W.HTML("<b>Live YAML</b>"), preview, W.HBox([self.generate_btn]), self.status])
+        self.widget = W.VBox([W.HTML(CSS), W.HBox([left, right])])
+        self.widget.add_class("llmcombo-configurator")
+
+    def _on_preset(self, change) -> None:
+        name = change["new"]
+        if self.syncing or not name or name.startswith("("):
+            return
+        self.act(lambda: self.vm.apply_preset(name))
+
+    def _on_upload(self, change) -> None:
+        files = change["new"]
+        if not files:
+            return
+        f = files[0]
+        text = bytes(f["content"]).decode("utf-8", errors="replace")
+        self.act(lambda: self.vm.load_yaml(text, f.get("name", "the uploaded file")))
+
+    def _save(self) -> None:
+        from llmcombo.errors import UserError
+
+        try:
+            self.vm.save(self.path.value)
+        except UserError as exc:
+            self.vm._say(exc.message, True)  # noqa: SLF001
+            self.refresh()
+
+    def _generate(self) -> None:
+        self.vm.generate()
+
+    # -- rendering --------------------------------------------------------------------------
+    def refresh(self) -> None:
+        import time
+
+        t0 = time.perf_counter()
+        self.syncing = True
+        try:
+            view = self.vm.view()
+            root = self._render(view)
+            _children(self.form_box, [root])
+            self._render_chrome()
+        finally:
+            self.syncing = False
+        self.renders += 1
+        self.last_render_ms = (time.perf_counter() - t0) * 1000
+
+    def _render_chrome(self) -> None:
+        vm = self.vm
+        n_err, n_warn = len(vm.errors), len(vm.warnings)
+        if vm.message:
+            cls = "llmcombo-status-error" if vm.message_is_error else "llmcombo-status-ok"
+            msg = f"<div class='{cls} llmcombo-message'>{html.escape(vm.message)}</div>"
+        else:
+            msg = ""
+        if n_err:
+            summary = (f"<div class='llmcombo-status-error llmcombo-summary'>{n_err} error(s), "
+                       f"{n_warn} warning(s): fix the messages in red to generate.</div>")
+        else:
+            summary = (f"<div class='llmcombo-status-ok llmcombo-summary'>valid"
+                       f"{f' ({n_warn} warning(s))' if n_warn else ''}: ready to generate.</div>")
+        _set(self.status, value=summary + msg)
+        _set(self.generate_btn, disabled=not vm.can_generate)
+        _set(self.config_preview, value=f"<pre>{html.escape(vm.yaml_preview)}</pre>")
+        _set(self.generated_preview, value=f"<pre>{html.escape(vm.mergekit_preview)}</pre>")
+
+    def _render(self, node: Any) -> W.Widget:
+        if isinstance(node, FieldView):
+            return self._render_field(node)
+        if isinstance(node, SectionView):
+            return self._render_section(node)
+        if isinstance(node, ToggleView):
+            return self._render_toggle(node)
+        if isinstance(node, ChoiceView):
+            return self._render_choice(node)
+        if isinstance(node, ListView):
+            return self._render_list(node)
+        raise TypeError(node)  # pragma: no cover
+
+    def _render_field(self, fv: FieldView) -> W.Widget:
+        fw = self._fields.get(fv.key)
+        if fw is None or fw.signature != fv.signature:
+            fw = _FieldWidget(fv, self)
+            self._fields[fv.key] = fw
+        fw.update(fv)
+        return fw.box
+
+    def _entry(self, kind: str, key: str, make: Callable[[], dict]) -> dict:
+        k = f"{kind}:{key}"
+        e = self._boxes.get(k)
+        if e is None:
+            e = make()
+            self._boxes[k] = e
+        return e
+
+    def _render_section(self, sec: SectionView) -> W.Widget:
+        def make():
+            title = W.HTML()
+            issues = W.HTML()
+            issues.add_class("llmcombo-issues")
+            remove = W.Button(description="remove", icon="trash", layout=W.Layout(width="100px"))
+            remove.add_class("llmcombo-remove")
+            box = W.VBox()
+            box.add_class("llmcombo-section")
+            box.add_class(f"llmcombo-section-{slug(sec.key)}")
+            e = {"title": title, "issues": issues, "remove": remove, "box": box,
+                 "header": W.HBox([title, remove])}
+            remove.on_click(lambda _b: self.act(lambda: self._remove(e)))
+            return e
+
+        e = self._entry("section", sec.key, make)
+        e["list_key"], e["index"] = sec.key.rsplit("[", 1)[0], sec.index
+        if sec.index is not None:
+            title = f"<b>{html.escape(sec.title)} {sec.index + 1}</b>"
+        elif sec.key:
+            title = f"<b>{html.escape(sec.title)}</b>"
+            if sec.description:
+                title += f" <span class='llmcombo-help'>{html.escape(sec.description)}</span>"
+        else:
+            title = ""
+        _set(e["title"], value=title)
+        _set(e["remove"], disabled=not sec.removable)
+        e["remove"].layout.display = None if sec.index is not None else "none"
+        _set(e["issues"], value=issues_html(sec.issues))
+        kids = [e["header"], e["issues"]] if title or sec.index is not None else [e["issues"]]
+        kids += [self._render(f) for f in sec.fields]
+        kids += [self._render(p) for p in sec.parts]
+        if sec.index is not None:
+            e["box"].add_class("llmcombo-list-item")
+        _children(e["box"], kids)
+        return e["box"]
+
+    def _remove(self, e: dict) -> None:
+        self.vm.remove_item(e["list_key"], e["index"])
+
+    def _render_toggle(self, t: ToggleView) -> W.Widget:
+        def make():
+            cb = W.Checkbox(description=t.title, indent=False)
+            cb.add_class("llmcombo-toggle-input")
+            issues = W.HTML()
+            issues.add_class("llmcombo-issues")
+            box = W.VBox()
+            box.add_class("llmcombo-toggle")
+            box.add_class(f"llmcombo-toggle-{slug(t.key)}")
+            key = t.key
+            cb.observe(lambda ch: None if self.syncing else self.act(
+                lambda: self.vm.set_toggle(key, ch["new"])), "value")
+            return {"cb": cb, "issues": issues, "box": box}
+
+        e = self._entry("toggle", t.key, make)
+        _set(e["cb"], value=t.on, tooltip=t.description or t.title)
+        _set(e["issues"], value=issues_html(t.issues))
+        kids = [e["cb"], e["issues"]]
+        if t.body is not None:
+            kids.append(self._render(t.body))
+        _children(e["box"], kids)
+        return e["box"]
+
+    def _render_choice(self, c: ChoiceView) -> W.Widget:
+        sig = tuple(c.options)
+
+        def make():
+            if c.multiple:
+                inp = W.VBox([W.Checkbox(description=label, indent=False, value=False)
+                              for label, _name in c.options])
+                for cb, (_label, name) in zip(inp.children, c.options):
+                    cb.observe(lambda ch, n=name: self._on_multi(c.instance, c.group_index, n, ch), "value")
+            else:
+                inp = W.ToggleButtons(options=list(c.options), value=None,
+                                      tooltips=[c.descriptions.get(n, "") for _l, n in c.options],
+                                      style={"button_width": "auto"})
+                inst, gi = c.instance, c.group_index
+                inp.observe(lambda ch: None if self.syncing or ch["new"] is None else self.act(
+                    lambda: self.vm.choose(inst, ch["new"], gi)), "value")
+            inp.add_class("llmcombo-choice-input")
+            help_ = W.HTML()
+            help_.add_class("llmcombo-help")
+            box = W.VBox()
+            box.add_class("llmcombo-choice")
+            box.add_class(f"llmcombo-choice-{slug(c.instance or 'root')}")
+            return {"input": inp, "help": help_, "box": box, "sig": sig}
+
+        e = self._entry("choice", c.key, make)
+        if e["sig"] != sig:  # the options changed (a plugin added a family): rebuild
+            self._boxes.pop(f"choice:{c.key}")
+            e = self._entry("choice", c.key, make)
+        if c.multiple:
+            for cb, (_label, name) in zip(e["input"].children, c.options):
+                _set(cb, value=name in c.chosen)
+        else:
+            _set(e["input"], value=c.chosen[0] if c.chosen else None)
+        helps = [f"{html.escape(n)}: {html.escape(c.descriptions[n])}" for n in c.chosen
+                 if c.descriptions.get(n)]
+        _set(e["help"], value="<br>".join(helps))
+        kids = [e["input"], e["help"]] + [self._render(b) for b in c.bodies]
+        _children(e["box"], kids)
+        return e["box"]
+
+    def _on_multi(self, instance: str, gi: int, name: str, change) -> None:
+        if self.syncing:
+            return
+        choice = self.vm.choice(instance, gi)
+        chosen = list(choice.chosen) if choice else []
+        if change["new"] and name not in chosen:
+            chosen.append(name)
+        elif not change["new"] and name in chosen:
+            chosen.remove(name)
+        self.act(lambda: self.vm.choose(instance, chosen, gi))
+
+    def _render_list(self, lv: ListView) -> W.Widget:
+        def make():
+            title = W.HTML()
+            add = W.Button(description="add", icon="plus", layout=W.Layout(width="90px"))
+            add.add_class("llmcombo-add")
+            key = lv.key
+            add.on_click(lambda _b: self.act(lambda: self.vm.add_item(key)))
+            issues = W.HTML()
+            issues.add_class("llmcombo-issues")
+            box = W.VBox()
+            box.add_class("llmcombo-list")
+            box.add_class(f"llmcombo-list-{slug(lv.key)}")
+            return {"title": title, "add": add, "issues": issues, "box": box,
+                    "header": W.HBox([title, add])}
+
+        e = self._entry("list", lv.key, make)
+        hi = "∞" if lv.maximum is None else str(lv.maximum)
+        _set(e["title"], value=f"<b>{html.escape(lv.title)}</b> <span class='llmcombo-help'>"
+                               f"({len(lv.items)}; {lv.minimum} to {hi})</span>")
+        _set(e["add"], disabled=not lv.can_add)
+        _set(e["issues"], value=issues_html(lv.issues))
+        _children(e["box"], [e["header"], e["issues"]] + [self._render(s) for s in lv.items])
+        return e["box"]
+
+
+def configurator(data: dict | None = None, **kw) -> Configurator:
+    """A configurator for ``data`` (default: a new configuration)."""
+    return Configurator(FormModel(data, **kw))
