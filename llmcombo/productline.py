@@ -559,11 +559,19 @@ def check_merge(data: dict, ctx) -> list[Issue]:
     merge = data.get("merge")
     if not isinstance(merge, dict):
         return []
+    issues: list[Issue] = []
+    ct = merge.get("chat_template")
+    known = chat_templates()
+    if isinstance(ct, str) and ct.strip() and ct != "auto" and "{" not in ct and known \
+            and ct not in known:
+        issues.append(warning("merge.chat_template", f"{ct} is not a chat template mergekit knows, "
+                                                     "and it does not look like a Jinja template.",
+                              "Use auto, one of " + ", ".join(known) + ", or a Jinja template.",
+                              "template"))
     name = _method_of(data)
     info = merge_methods().get(name) if name else None
     if info is None:
-        return []
-    issues: list[Issue] = []
+        return issues
     base = merge.get("base_model")
     global_params = _params(merge)
 

@@ -272,3 +272,16 @@ def test_both_families_at_once_is_one_clear_error():
     cfg = {**ties(), **moe()}
     issues = errors(cfg)
     assert issues[0].path == "" and "only one of" in issues[0].message
+
+
+def test_chat_template_names_come_from_mergekit():
+    assert messages(ties(chat_template="chatml")) == {}
+    assert "not a chat template" in messages(ties(chat_template="chatmlx"))["merge.chat_template"]
+    assert messages(ties(chat_template="{% for m in messages %}{{ m.content }}{% endfor %}")) == {}
+
+
+def test_linear_with_an_extra_base_needs_its_weight():
+    cfg = {"merge": {"method": "linear", "base_model": "org/base",
+                     "models": [{"model": "org/a", "parameters": {"weight": 1}}]}}
+    got = messages(cfg)
+    assert "weight for the base model too" in got["merge.parameters.weight"]
