@@ -114,6 +114,24 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _args_presets(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", nargs="?", help="print this preset (default: list them)")
+    p.add_argument("-o", "--output", help="write the preset here instead of printing it")
+
+
+@command("presets", "list the shipped configurations, or print one to start from", _args_presets)
+def cmd_presets(args: argparse.Namespace) -> int:
+    from llmcombo.configuration import list_presets, load_preset
+
+    if not args.name:
+        for name in list_presets():
+            cfg = load_preset(name)
+            print(f"{name:14s} {cfg.get('description', '')}")
+        return 0
+    _write_text(load_preset(args.name).to_yaml(), args.output)
+    return 0
+
+
 def _write_text(text: str, output: str | None) -> None:
     if output is None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
@@ -122,6 +140,85 @@ def _write_text(text: str, output: str | None) -> None:
 
     write_text_atomic(output, text if text.endswith("\n") else text + "\n")
     _err(f"wrote {output}")
+
+
+# ---------------------------------------------------------------------------------------------
+# merge / publish  (run.py, hub.py)
+# ---------------------------------------------------------------------------------------------
+
+
+def _args_merge(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="an llmcombo configuration (merge: or moe:) or a mergekit YAML")
+    p.add_argument("out", help="folder for the new model (must not exist unless --overwrite)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="where to compute (auto: CUDA when available)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace OUT, only once the new model is complete and checked")
+    p.add_argument("--allow-remote-code", action="store_true",
+                   help="let transformers run Python code from the model repositories "
+                        "(trust_remote_code); off by default")
+
+
+@command("merge", "run a merge or mixture of experts and write the model to OUT", _args_merge)
+def cmd_merge(args: argparse.Namespace) -> int:
+    from llmcombo.configuration import load_any
+    from llmcombo.run import RunOptions, TqdmProgress, run
+
+    config = load_any(args.config)
+    options = RunOptions(device=args.device, trust_remote_code=args.allow_remote_code)
+    result = run(config, args.out, options=options, progress=TqdmProgress(),
+                 overwrite=args.overwrite)
+    _err(str(result))
+    return 0
+
+
+def _args_publish(p: argparse.ArgumentParser) -> None:
+    p.add_argument("folder", help="a model folder written by `llmcombo merge`")
+    p.add_argument("--repo", required=True, help="the Hub repository, user/name")
+    p.add_argument("--private", action="store_true", help="create the repository as private")
+    p.add_argument("--license", help="licence identifier for the model card, e.g. apache-2.0")
+    p.add_argument("--dry-run", action="store_true",
+                   help="write the model card and list what would be uploaded; no network")
+
+
+@command("publish", "write a model card and upload a model folder to the Hugging Face Hub",
+         _args_publish)
+def cmd_publish(args: argparse.Namespace) -> int:
+    from llmcombo.hub import publish
+
+    result = publish(args.folder, args.repo, private=args.private, license=args.license,
+                     dry_run=args.dry_run)
+    print(result.summary())
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# ask  (runtime ensembles: llmcombo.ensemble)
+# ---------------------------------------------------------------------------------------------
+
+
+def _args_ask(p: argparse.ArgumentParser) -> None:
+    p.add_argument("product", help="an ensemble configuration (YAML), a generated ensemble spec, "
+                                    "a model folder, a hub id or zoo:NAME")
+    p.add_argument("prompt", nargs="+", help="the prompt (several words are joined)")
+    p.add_argument("--trace", action="store_true",
+                   help="also print how the answer was reached (route, votes, timings) as JSON")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
+                   help="override the configuration's device")
+
+
+@command("ask", "answer a prompt with a model or an ensemble", _args_ask)
+def cmd_ask(args: argparse.Namespace) -> int:
+    import json
+
+    from llmcombo.ensemble import load_product
+
+    product = load_product(args.product, device=args.device)
+    answer = product.answer(" ".join(args.prompt))
+    print(answer.text)
+    if args.trace:
+        print(json.dumps(answer.trace, indent=2, ensure_ascii=False, default=str))
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------
