@@ -1,0 +1,98 @@
+"""The short Python path: build a configuration from arguments, validate it, run it.
+
+::
+
+    import llmcombo
+    merged = llmcombo.merge("ties", ["zoo:domotica", "zoo:tiempo"], base="zoo:base", density=0.5)
+    llmcombo.compare([merged.path, "zoo:domotica", "zoo:tiempo"])
+
+Everything here is a thin layer over the configuration dicts that the CLI, the forms and the YAML
+files use, so what you build in Python can be saved (``configure(...).to_yaml()``) and reopened in
+the dashboard.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+from llmcombo.configuration import Configuration
+from llmcombo.errors import UserError
+
+
+def configure(method: str, models: Sequence[str | dict], *, base: str | None = None,
+              dtype: str | None = None, name: str | None = None, **parameters: Any) -> Configuration:
+    """A validated merge configuration.
+
+    ``models`` are model references (a folder, a Hub id or ``zoo:NAME``), or dicts
+    ``{"model": ref, "weight": 0.7, ...}`` whose extra keys become that model's parameters.
+    Keyword ``parameters`` apply to the whole merge (``density=0.5`` is every model's density;
+    ``t=0.5`` is SLERP's factor). A method that needs a weight per model gets 1.0 each unless
+    one is given.
+    """
+    from llmcombo.productline import merge_methods
+    from llmcombo.validation import validate
+
+    info = merge_methods().get(method)
+    entries = []
+    for m in models:
+        if isinstance(m, dict):
+            m = dict(m)
+            ref = m.pop("model", None)
+            entry = {"model": ref}
+            if m:
+                entry["parameters"] = m
+        else:
+            entry = {"model": m}
+        entries.append(entry)
+    if info is not None:
+        weight = info.param("weight")
+        if weight is not None and weight.required and "weight" not in parameters:
+            for e in entries:
+                if e["model"] == base and weight.scope == "non_base":
+                    continue
+                e.setdefault("parameters", {}).setdefault("weight", 1.0)
+    merge: dict[str, Any] = {"method": method}
+    if base is not None:
+        merge["base_model"] = base
+    merge["models"] = entries
+    if parameters:
+        merge["parameters"] = dict(parameters)
+    if dtype is not None:
+        merge["dtype"] = dtype
+    data: dict[str, Any] = {"merge": merge}
+    if name:
+        data = {"name": name, **data}
+    cfg = Configuration(data)
+    errors = [i for i in validate(cfg) if i.is_error]
+    if errors:
+        lines = "\n".join("  - " + i.format() for i in errors)
+        raise UserError(f"the {method} configuration has {len(errors)} error(s):\n{lines}")
+    return cfg
+
+
+def config_hash(config: dict) -> str:
+    """A short stable hash of a configuration (for cache folders)."""
+    text = json.dumps(dict(config), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def merge(method: str, models: Sequence[str | dict], *, base: str | None = None,
+          out: str | Path | None = None, overwrite: bool = False, device: str = "auto",
+          progress=None, cancel=None, **parameters: Any):
+    """Configure, validate and run a merge; returns :class:`llmcombo.run.RunResult`.
+
+    Without ``out`` the model goes to ``llmcombo-out/<method>-<hash>``: the same configuration
+    always lands in the same folder, and running it again replaces it.
+    """
+    from llmcombo.run import RunOptions, run
+
+    cfg = configure(method, models, base=base, **parameters)
+    if out is None:
+        out = Path("llmcombo-out") / f"{method}-{config_hash(cfg)}"
+        overwrite = True
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+    return run(cfg, out, options=RunOptions(device=device), progress=progress, cancel=cancel,
+               overwrite=overwrite)
