@@ -37,7 +37,8 @@ CSS = """
 .llmcombo-section { border-left: 2px solid #e0e0e0; padding-left: 8px; margin: 4px 0; }
 .llmcombo-list-item { border: 1px solid #eee; border-radius: 4px; padding: 4px; margin: 4px 0; }
 .llmcombo-help { color: #555; font-size: 90%; }
-.llmcombo-yaml-preview pre { font-size: 12px; background: #fafafa; padding: 6px; margin: 0; }
+.llmcombo-yaml-preview pre { font-size: 12px; line-height: 1.3; background: #fafafa; padding: 6px;
+  margin: 0; white-space: pre; overflow: auto; max-height: 600px; }
 .llmcombo-status-error { color: #c62828; }
 .llmcombo-status-ok { color: #2e7d32; }
 </style>
@@ -55,7 +56,7 @@ def issues_html(issues) -> str:
     for i in issues:
         cls = "llmcombo-error" if i.is_error else "llmcombo-warning"
         hint = f" <i>{html.escape(i.hint)}</i>" if i.hint else ""
-        rows.append(f'<div class="{cls}">{"⛔" if i.is_error else "⚠"} {html.escape(i.message)}{hint}</div>')
+        rows.append(f'<div class="{cls}">{html.escape(i.message)}{hint}</div>')
     return "".join(rows)
 
 
@@ -436,8 +437,9 @@ class Configurator:
                 _set(cb, value=name in c.chosen)
         else:
             _set(e["input"], value=c.chosen[0] if c.chosen else None)
+        with_body = {b.key.rsplit(".", 1)[-1] for b in c.bodies}
         helps = [f"{html.escape(n)}: {html.escape(c.descriptions[n])}" for n in c.chosen
-                 if c.descriptions.get(n)]
+                 if c.descriptions.get(n) and n not in with_body]
         _set(e["help"], value="<br>".join(helps))
         kids = [e["input"], e["help"]] + [self._render(b) for b in c.bodies]
         _children(e["box"], kids)
