@@ -222,6 +222,55 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# dashboard  (the Voila app: notebooks/dashboard.ipynb, widgets in llmcombo_widgets)
+# ---------------------------------------------------------------------------------------------
+
+
+def _args_dashboard(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--port", type=int, default=8866, help="port on 127.0.0.1 (default 8866)")
+    p.add_argument("--no-browser", action="store_true", help="do not open a web browser")
+    p.add_argument("--notebook", help="serve this notebook instead of notebooks/dashboard.ipynb")
+
+
+def dashboard_notebook() -> "Path":
+    """notebooks/dashboard.ipynb of the source checkout llmcombo is installed from (editable)."""
+    from pathlib import Path
+
+    import llmcombo
+
+    nb = Path(llmcombo.__file__).resolve().parent.parent / "notebooks" / "dashboard.ipynb"
+    if not nb.is_file():
+        raise UserError(f"the dashboard notebook was not found (looked for {nb}).",
+                        hint="Install llmcombo from its repository with `pip install -e .[widgets]`, "
+                             "or pass --notebook PATH/dashboard.ipynb.")
+    return nb
+
+
+@command("dashboard", "serve the no-code dashboard (Voila) on 127.0.0.1", _args_dashboard)
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    import os
+    from pathlib import Path
+
+    nb = Path(args.notebook).resolve() if args.notebook else dashboard_notebook()
+    if not nb.is_file():
+        raise UserError(f"notebook not found: {nb}")
+    try:
+        from voila.app import Voila
+    except ImportError:
+        raise UserError("the dashboard needs Voila and ipywidgets.",
+                        hint="pip install 'llmcombo[widgets]'") from None
+    # results land where the command was started, not next to the notebook
+    os.environ.setdefault("LLMCOMBO_OUTPUTS", str(Path.cwd() / "outputs"))
+    url = f"http://127.0.0.1:{args.port}/"
+    print(f"llmcombo dashboard: {url}  (Ctrl+C to stop)", flush=True)
+    argv = [str(nb), f"--port={args.port}", "--Voila.ip=127.0.0.1", "--strip_sources=True",
+            "--Voila.open_browser=False"
+            if args.no_browser else "--Voila.open_browser=True"]
+    Voila.launch_instance(argv=argv)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
