@@ -583,3 +583,20 @@ def test_cli_merge_refusal_is_one_clear_line(models, tmp_path, capsys):
     assert len(err) == 1
     assert err[0].startswith("error: the run was refused before starting: merge.models[0].model: "
                              f"model folder not found: {tmp_path / 'missing'} Hint: ")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_nonfinite_scan_reads_in_chunks(tmp_path, dtype):
+    from safetensors.torch import save_file
+
+    from llmcombo.run import nonfinite_tensors
+
+    big = torch.full((1000,), 60000.0 if dtype == torch.float16 else 3e38).to(dtype)
+    tensors = {"ok": big.clone(), "ints": torch.arange(10), "nan": torch.zeros(999, dtype=dtype),
+               "inf": torch.zeros(5, 7, dtype=dtype)}
+    tensors["nan"][998] = float("nan")
+    tensors["inf"][4, 6] = float("-inf")
+    save_file(tensors, str(tmp_path / "m.safetensors"))
+    # a finite tensor whose sum overflows is not reported; chunks far smaller than the tensors
+    assert sorted(nonfinite_tensors(tmp_path / "m.safetensors", chunk_bytes=64)) == ["inf", "nan"]
+    assert sorted(nonfinite_tensors(tmp_path / "m.safetensors")) == ["inf", "nan"]
