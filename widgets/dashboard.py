@@ -421,7 +421,8 @@ class App:
         self.form.subscribe(lambda _f: self.run_panel.refresh())
         self.run_panel.refresh()
         self.build_seconds = time.perf_counter() - t0
-        ready = W.HTML("<span class='llmcombo-help'>llmcombo workbench</span>")
+        ready = W.HTML(f"<span class='llmcombo-help' data-build-seconds='{self.build_seconds:.3f}'>"
+                       "llmcombo workbench</span>")
         ready.add_class("llmcombo-ready")
         self.widget = W.VBox([W.HTML(CSS), W.HTML("<h2 style='margin:4px 0'>llmcombo</h2>"),
                               self.tabs, ready])
