@@ -305,8 +305,10 @@ def example_ensembles() -> dict[str, dict]:
             "selector": {"kind": "label_model", "model": "zoo:selector"}, "routes": routes}}},
         "zoo-vote": {"name": "zoo-vote", "ensemble": {"vote": {
             "members": [{"model": "zoo:domotica"}, {"model": "zoo:tiempo"}, {"model": "zoo:base"}]}}},
+        # the specialist's command, then the base model continues it as free text
         "zoo-pipeline": {"name": "zoo-pipeline", "ensemble": {"pipeline": {"stages": [
-            {"model": "zoo:domotica"}]}}},
+            {"model": "zoo:domotica"},
+            {"model": "zoo:base", "template": "{input} es", "output": "text"}]}}},
     }
 
 

@@ -1,0 +1,347 @@
+"""Loading models once, and the three things ensembles ask of a model: generate (greedy or N
+samples in one batched call), embed (pooled hidden states) and score (log-probability of a given
+continuation).
+
+Models are cached by ``(resolved path, device, dtype)``: two ensembles that name the same model
+share one copy in memory. :func:`clear_cache` frees them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from llmcombo import modelref
+from llmcombo.errors import OfflineError, UserError
+
+_CACHE: dict[tuple[str, str, str], "LoadedModel"] = {}
+_CACHE_LOCK = threading.Lock()
+BATCH_SIZE = 64
+
+
+@dataclass
+class LoadedModel:
+    """A causal LM and its tokenizer, ready for batched left-padded generation."""
+
+    path: str
+    device: str
+    dtype: str
+    model: Any
+    tokenizer: Any
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    @property
+    def stop_ids(self) -> set[int]:
+        tok = self.tokenizer
+        return {i for i in (tok.eos_token_id, tok.pad_token_id) if i is not None}
+
+    @property
+    def parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+
+def pick_device(device: str | None = "auto") -> str:
+    import torch
+
+    device = device or "auto"
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("device is cuda, but no CUDA GPU is available here.",
+                        field="ensemble.device", hint="Use device: auto or cpu.")
+    return device
+
+
+def _torch_dtype(dtype: str, device: str):
+    import torch
+
+    if dtype in (None, "auto"):
+        return torch.float32 if device == "cpu" else "auto"
+    return getattr(torch, dtype)
+
+
+def _hub_cached(repo: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        hit = try_to_load_from_cache(repo, "config.json")
+        return isinstance(hit, str) and os.path.isfile(hit)
+    except Exception:
+        return False
+
+
+def locate(ref: str, base_dir=None) -> tuple[str, bool]:
+    """``(what transformers should load, local_files_only)`` for a model reference; raises
+    :class:`UserError` for a missing folder and :class:`OfflineError` for a hub id that is not
+    cached while the Hub is unreachable."""
+    if not isinstance(ref, str) or not ref.strip():
+        raise UserError(f"a model must be a folder, a hub id or zoo:NAME, not {ref!r}.")
+    path = modelref.resolve(ref, base_dir)
+    if os.path.isdir(path):
+        if not os.path.isfile(os.path.join(path, "config.json")):
+            raise UserError(f"the folder {path} has no config.json, so it is not a model folder.",
+                            hint="Point to the folder holding config.json and the weights.")
+        return path, True
+    if modelref.is_hub_id(path.split("@")[0]):
+        if _hub_cached(path):
+            from llmcombo.preflight import hub_reachable
+
+            return path, not hub_reachable()
+        from llmcombo.preflight import hub_reachable
+
+        if not hub_reachable():
+            raise OfflineError(f"the model {ref} is on the Hugging Face Hub, which cannot be "
+                               "reached from here (offline?), and it is not in the local cache.",
+                               hint="Download it once while online, or use a local folder or a "
+                                    "zoo model (zoo:domotica).")
+        return path, False
+    raise UserError(f"model folder not found: {path}",
+                    hint="Check the spelling; a Hugging Face model is written owner/name and a zoo "
+                         "model zoo:NAME.")
+
+
+def load_model(ref: str, base_dir=None, device: str | None = "auto",
+               dtype: str | None = "auto") -> LoadedModel:
+    """The model ``ref`` (folder, hub id, ``zoo:NAME``), loaded once per (path, device, dtype)."""
+    dev = pick_device(device)
+    path, local_only = locate(ref, base_dir)
+    key = (os.path.abspath(path) if os.path.isdir(path) else path, dev, dtype or "auto")
+    with _CACHE_LOCK:
+        hit = _CACHE.get(key)
+        if hit is not None:
+            return hit
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        try:
+            tok = AutoTokenizer.from_pretrained(path, local_files_only=local_only)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=_torch_dtype(dtype, dev),
+                                                         local_files_only=local_only)
+        except OSError as exc:
+            if not local_only:
+                raise OfflineError(f"could not download {ref} from the Hugging Face Hub: {exc}",
+                                   hint="Check the name and your connection.") from None
+            raise UserError(f"could not load the model {ref}: {exc}") from None
+        except ValueError as exc:  # not a causal LM, unknown architecture...
+            raise UserError(f"{ref} cannot be loaded as a text-generation model: {exc}",
+                            hint="Ensembles need causal language models "
+                                 "(AutoModelForCausalLM).") from None
+        model.to(dev)
+        model.eval()
+        tok.padding_side = "left"
+        if tok.pad_token_id is None:
+            tok.pad_token = tok.eos_token
+        lm = LoadedModel(key[0], dev, dtype or "auto", model, tok)
+        _CACHE[key] = lm
+        return lm
+
+
+def cached_models() -> list[tuple[str, str, str]]:
+    """Keys ``(path, device, dtype)`` of the models in memory."""
+    return list(_CACHE)
+
+
+def clear_cache() -> None:
+    """Forget every loaded model (frees memory once nothing else holds them)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+# ---------------------------------------------------------------------------------------------
+# prompting and reading answers
+# ---------------------------------------------------------------------------------------------
+
+_PLACEHOLDER = re.compile(r"\{(input|prompt)\}")
+
+
+def render(template: str, text: str, prompt: str | None = None) -> str:
+    """Fill a template: ``{input}`` <- ``text``, ``{prompt}`` <- the user's original prompt.
+    The default template is the zoo task format (:func:`llmcombo.tasks.format_prompt`)."""
+    from llmcombo.ensemble.spec import DEFAULT_TEMPLATE
+
+    if template == DEFAULT_TEMPLATE:
+        from llmcombo.tasks import format_prompt
+
+        return format_prompt(text)
+    values = {"input": text, "prompt": text if prompt is None else prompt}
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
+
+
+def read_answer(text: str, output: str) -> str:
+    """The answer in generated ``text``: ``command`` | ``line`` | ``text``."""
+    if output == "command":
+        from llmcombo.tasks import parse_command
+
+        return parse_command(text)
+    text = text.strip()
+    if output == "line":
+        return text.splitlines()[0].strip() if text else ""
+    return text
+
+
+def vote_key(answer: str, output: str) -> str:
+    """What makes two answers the same vote."""
+    if output == "command":
+        from llmcombo.tasks import normalize_command
+
+        return normalize_command(answer)
+    return " ".join(answer.split()).casefold()
+
+
+# ---------------------------------------------------------------------------------------------
+# generate / embed / score
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Generation:
+    text: str  # generated text (new tokens only, cut at end of sequence)
+    answer: str  # read from text according to the member's output mode
+    logprob: float  # sum of the kept tokens' log-probabilities under the model (unwarped)
+    tokens: int
+
+
+def generate(lm: LoadedModel, prompts: Sequence[str], *, n: int = 1, max_new_tokens: int = 24,
+             temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, seed: int | None = None,
+             output: str = "text", batch_size: int = BATCH_SIZE) -> list[list[Generation]]:
+    """``n`` answers per prompt. All ``n`` answers of a chunk of prompts come from ONE call of
+    ``model.generate`` (``num_return_sequences=n``); temperature 0 is greedy."""
+    import torch
+
+    tok, model = lm.tokenizer, lm.model
+    sample = temperature > 0
+    kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": sample,
+                              "num_return_sequences": n, "eos_token_id": tok.eos_token_id,
+                              "pad_token_id": tok.pad_token_id, "return_dict_in_generate": True,
+                              "output_logits": True}
+    if sample:
+        kwargs.update(temperature=temperature, top_k=top_k or None, top_p=top_p)
+    else:
+        kwargs.update(temperature=None, top_k=None, top_p=None)
+    if n > 1 and not sample:
+        # greedy answers are all equal: compute one, repeat it
+        one = generate(lm, prompts, n=1, max_new_tokens=max_new_tokens, output=output,
+                       batch_size=batch_size)
+        return [g * n for g in one]
+    stop = lm.stop_ids
+    out: list[list[Generation]] = []
+    step = max(1, batch_size // max(1, n))
+    with lm.lock, torch.inference_mode(), _seeded(seed, lm.device):
+        for start in range(0, len(prompts), step):
+            chunk = list(prompts[start: start + step])
+            enc = tok(chunk, return_tensors="pt", padding=True).to(lm.device)
+            res = model.generate(**enc, **kwargs)
+            new = res.sequences[:, enc["input_ids"].shape[1]:]
+            lps = torch.stack([torch.log_softmax(step_logits.float(), dim=-1)
+                               .gather(1, new[:, t: t + 1]).squeeze(1)
+                               for t, step_logits in enumerate(res.logits)], dim=1) \
+                if res.logits else torch.zeros(new.shape)
+            rows = new.tolist()
+            for i in range(len(chunk)):
+                gens = []
+                for j in range(n):
+                    r = i * n + j
+                    row = rows[r]
+                    cut = next((k for k, t in enumerate(row) if t in stop), len(row))
+                    text = tok.decode(row[:cut], skip_special_tokens=True)
+                    gens.append(Generation(text, read_answer(text, output),
+                                           float(lps[r, :cut].sum()), cut))
+                out.append(gens)
+    return out
+
+
+class _seeded:
+    """Seed torch's generator inside the block, leaving the global random state as it was."""
+
+    def __init__(self, seed: int | None, device: str):
+        self.seed, self.device, self.ctx = seed, device, None
+
+    def __enter__(self):
+        if self.seed is None:
+            return self
+        import torch
+
+        devices = [self.device] if str(self.device).startswith("cuda") else []
+        self.ctx = torch.random.fork_rng(devices=devices)
+        self.ctx.__enter__()
+        torch.manual_seed(self.seed)
+        return self
+
+    def __exit__(self, *exc):
+        if self.ctx is not None:
+            return self.ctx.__exit__(*exc)
+        return False
+
+
+def _positions(mask):
+    """Position ids that ignore left padding (models with absolute positions need them)."""
+    return (mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def embed(lm: LoadedModel, texts: Sequence[str], layer: int = -1,
+          batch_size: int = BATCH_SIZE):
+    """Mean-pooled hidden states of ``layer`` (-1: last; 0: token embeddings only, no forward
+    pass), L2-normalised: a float32 tensor ``(len(texts), hidden)`` on the CPU."""
+    import torch
+
+    tok, model = lm.tokenizer, lm.model
+    outs = []
+    with lm.lock, torch.inference_mode():
+        for start in range(0, len(texts), batch_size):
+            enc = tok(list(texts[start: start + batch_size]), return_tensors="pt",
+                      padding=True).to(lm.device)
+            if layer == 0:
+                h = model.get_input_embeddings()(enc["input_ids"])
+            else:
+                base = model.base_model
+                res = base(**enc, position_ids=_positions(enc["attention_mask"]),
+                           output_hidden_states=layer != -1)
+                h = res.last_hidden_state if layer == -1 else res.hidden_states[layer]
+            mask = enc["attention_mask"].unsqueeze(-1).to(h.dtype)
+            pooled = (h * mask).sum(1) / mask.sum(1).clamp(min=1)
+            outs.append(torch.nn.functional.normalize(pooled.float(), dim=-1).cpu())
+    return torch.cat(outs) if outs else torch.zeros((0, 0))
+
+
+def score(lm: LoadedModel, prompts: Sequence[str], continuations: Sequence[str],
+          batch_size: int = BATCH_SIZE) -> list[float]:
+    """Mean log-probability per token of each continuation (followed by end of sequence) after
+    its prompt: how likely the model finds that answer."""
+    import torch
+
+    tok, model = lm.tokenizer, lm.model
+    eos = tok.eos_token_id
+    rows = []
+    for p, c in zip(prompts, continuations):
+        p_ids = list(tok(p)["input_ids"])
+        sep = "" if not c or p.endswith((" ", "\n")) else " "
+        full = list(tok(p + sep + c)["input_ids"])
+        if full[: len(p_ids)] == p_ids:
+            c_ids = full[len(p_ids):]
+        else:  # the tokenizer merged across the boundary: tokenize the answer alone
+            c_ids = list(tok(sep + c, add_special_tokens=False)["input_ids"])
+        rows.append((p_ids, c_ids + ([eos] if eos is not None else [])))
+    scores: list[float] = []
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    with lm.lock, torch.inference_mode():
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start: start + batch_size]
+            width = max(len(p) + len(c) for p, c in chunk)
+            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            for i, (p, c) in enumerate(chunk):
+                seq = p + c
+                ids[i, width - len(seq):] = torch.tensor(seq)  # left padding
+                mask[i, width - len(seq):] = 1
+            logits = model(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device),
+                           position_ids=_positions(mask).to(lm.device)).logits
+            logp = torch.log_softmax(logits.float(), dim=-1)
+            for i, (p, c) in enumerate(chunk):
+                n = len(c)
+                pos = torch.arange(width - n - 1, width - 1, device=logp.device)
+                target = ids[i, width - n:].to(logp.device)
+                scores.append(float(logp[i, pos, target].mean()) if n else float("-inf"))
+    return scores
