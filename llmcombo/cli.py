@@ -271,6 +271,31 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# demo  (llmcombo.demo: the whole flow on the zoo, offline)
+# ---------------------------------------------------------------------------------------------
+
+
+def _args_demo(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="llmcombo-demo",
+                   help="folder for results.csv, the figures and report.md (default ./llmcombo-demo;"
+                        " merged models are cached in OUT/models)")
+    p.add_argument("--quick", action="store_true",
+                   help="CI sizes: 40 held-out prompts per task, fewer sweep and vote points")
+
+
+@command("demo", "merge, mix and ensemble the zoo specialists, evaluate everything, plot, report",
+         _args_demo)
+def cmd_demo(args: argparse.Namespace) -> int:
+    from llmcombo.demo import run_demo
+
+    result = run_demo(args.out, quick=args.quick)
+    print(result.table())
+    _err(f"wrote {len(result.files)} files to {result.out} (report.md, results.csv, figures) "
+         f"in {result.timings.get('total', 0):.0f} s")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,506 @@
+"""``llmcombo demo``: the whole flow, offline, on the zoo.
+
+1. build (or reuse) the zoo: ``base``, the two specialists ``domotica`` and ``tiempo``, ``selector``;
+2. run five merges of the two specialists (linear, slerp, task arithmetic, TIES, DARE-TIES) and a
+   mixture of experts (hidden-state gates from prompts of each task) with :func:`llmcombo.run.run`,
+   cached in ``OUT/models`` by configuration hash;
+3. build a vote (both specialists, sampled) and a router (the zoo selector picks the specialist);
+4. evaluate every product, both parents and the base on the held-out split of both tasks
+   (accuracy with Wilson intervals; perplexity of the single models on the held-out texts);
+5. the extras: a slerp sweep between the specialists, task-vector norms, the MoE's routing shares,
+   vote accuracy as N grows;
+6. write ``results.csv`` (tidy), the other frames as CSV, the figures as PNG, ``report.md`` that
+   embeds them, ``demo.json`` (timings, machine, settings); print the results table.
+
+Every result file is written into a staging folder inside OUT and moved into place only when the
+whole run succeeded, so a failed run leaves the previous results untouched (and no half-written
+file); the merged models are placed atomically by :func:`llmcombo.run.run`.
+
+``quick=True`` (CI) evaluates on the first 40 held-out prompts of each task and uses fewer sweep
+and vote points; every product and both tasks are still there.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from llmcombo.errors import UserError
+
+DEFAULT_OUT = "llmcombo-demo"
+TASKS = ("domotica", "tiempo")
+PARENTS = ("base", "domotica", "tiempo")
+MERGES = ("linear", "slerp", "task_arithmetic", "ties", "dare_ties")
+PRODUCTS = PARENTS + MERGES + ("moe", "vote", "router")
+VOTE_TEMPERATURE = 0.7
+VOTE_SAMPLES = 3
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Sizes of one demo run (``quick``: the CI sizes)."""
+
+    quick: bool
+    limit: int | None  # held-out prompts per task (None: all 300)
+    sweep_ts: tuple[float, ...]
+    sweep_limit: int | None
+    vote_samples: tuple[int, ...]
+    vote_limit: int | None
+    routing_limit: int | None
+    samples_shown: int = 6
+
+    @classmethod
+    def make(cls, quick: bool) -> "Settings":
+        if quick:
+            return cls(True, 40, (0.0, 0.5, 1.0), 40, (1, 3), 40, 40, 4)
+        return cls(False, None, (0.0, 0.25, 0.5, 0.75, 1.0), 100, (1, 2, 3, 5), 100, 100, 6)
+
+
+@dataclass
+class DemoResult:
+    out: Path
+    results: Any  # pandas DataFrame (tidy)
+    files: list[Path] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def table(self) -> str:
+        return accuracy_table(self.results)
+
+
+def merge_configs() -> dict[str, dict]:
+    """The five merges and the MoE of the demo (shipped presets; task arithmetic written here)."""
+    from llmcombo.configuration import load_preset
+
+    cfgs = {
+        "linear": dict(load_preset("linear")),
+        "slerp": dict(load_preset("slerp")),
+        "task_arithmetic": {
+            "name": "task-arithmetic",
+            "description": "Task arithmetic: base + both task vectors (weight 1 each).",
+            "merge": {"method": "task_arithmetic", "base_model": "zoo:base",
+                      "models": [{"model": "zoo:domotica", "parameters": {"weight": 1.0}},
+                                 {"model": "zoo:tiempo", "parameters": {"weight": 1.0}}],
+                      "dtype": "float32"}},
+        "ties": dict(load_preset("ties")),
+        "dare_ties": dict(load_preset("dare_ties")),
+        "moe": dict(load_preset("moe")),
+    }
+    return cfgs
+
+
+def ensemble_configs(vote_samples: int = VOTE_SAMPLES) -> dict[str, dict]:
+    """The vote and the router of the demo."""
+    from llmcombo.plots import vote_config
+
+    return {
+        "vote": vote_config(["zoo:domotica", "zoo:tiempo"], vote_samples,
+                            temperature=VOTE_TEMPERATURE, seed=0, tie_break="likelihood"),
+        "router": {"ensemble": {"router": {
+            "selector": {"kind": "label_model", "model": "zoo:selector", "threshold": 0.5},
+            "routes": [{"label": "LLM1", "model": "zoo:domotica"},
+                       {"label": "LLM2", "model": "zoo:tiempo"}],
+            "fallback": "LLM1"}}},
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# tables
+# ---------------------------------------------------------------------------------------------
+
+
+def _fmt_acc(r) -> str:
+    return f"{r['value']:.1%} [{r['ci_low']:.0%}-{r['ci_high']:.0%}]"
+
+
+def accuracy_pivot(results):
+    """``product x task`` accuracy frame in the demo's product order."""
+    acc = results[results["metric"] == "accuracy"]
+    piv = acc.pivot_table(index="product", columns="task", values="value", sort=False)
+    order = [p for p in PRODUCTS if p in piv.index] + [p for p in piv.index if p not in PRODUCTS]
+    return piv.loc[order]
+
+
+def skills_kept(results) -> dict[str, dict[str, float]]:
+    """For each product: its accuracy on each task as a fraction of the specialist's accuracy on
+    that task (``domotica`` for the domotica task, ``tiempo`` for tiempo)."""
+    piv = accuracy_pivot(results)
+    out: dict[str, dict[str, float]] = {}
+    for prod in piv.index:
+        out[prod] = {}
+        for task in piv.columns:
+            ref = piv.loc[task, task] if task in piv.index else math.nan
+            out[prod][task] = float(piv.loc[prod, task] / ref) if ref and ref > 0 else math.nan
+    return out
+
+
+def accuracy_table(results, markdown: bool = False) -> str:
+    """The results table: accuracy [95 % CI] per task, and the share of each specialist's skill
+    kept (the smaller of the two ratios)."""
+    acc = results[results["metric"] == "accuracy"]
+    piv = accuracy_pivot(results)
+    kept = skills_kept(results)
+    tasks = list(piv.columns)
+    header = ["product"] + [f"{t} acc [95% CI]" for t in tasks] + ["n/task", "skill kept (min)"]
+    lines = []
+    for prod in piv.index:
+        cells = [prod]
+        n = ""
+        for t in tasks:
+            sel = acc[(acc["product"] == prod) & (acc["task"] == t)]
+            cells.append(_fmt_acc(sel.iloc[-1]) if len(sel) else "-")
+            n = str(int(sel.iloc[-1]["n"])) if len(sel) else n
+        k = min(kept[prod].values()) if kept[prod] else math.nan
+        cells += [n, "-" if prod in PARENTS or math.isnan(k) else f"{k:.0%}"]
+        lines.append(cells)
+    if markdown:
+        out = ["| " + " | ".join(header) + " |",
+               "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+        out += ["| " + " | ".join(c) + " |" for c in lines]
+        return "\n".join(out)
+    widths = [max(len(r[i]) for r in [header] + lines) for i in range(len(header))]
+    fmt = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)  # noqa: E731
+                              for i, (c, w) in enumerate(zip(r, widths)))
+    return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in lines])
+
+
+# ---------------------------------------------------------------------------------------------
+# the run
+# ---------------------------------------------------------------------------------------------
+
+
+class _Steps:
+    """Step headers and timings on stderr; tqdm bars below them when stderr is a terminal."""
+
+    def __init__(self, total: int, log: Callable[[str], None]):
+        self.total, self.log, self.i = total, log, 0
+        self.timings: dict[str, float] = {}
+        self._t0 = time.perf_counter()
+        self._name: str | None = None
+        self._start = 0.0
+
+    def __call__(self, name: str, what: str) -> None:
+        self.done()
+        self.i += 1
+        self._name, self._start = name, time.perf_counter()
+        self.log(f"[{self.i}/{self.total}] {what}")
+
+    def done(self) -> None:
+        if self._name is not None:
+            dt = time.perf_counter() - self._start
+            self.timings[self._name] = round(dt, 1)
+            self.log(f"      {self._name}: {dt:.1f} s")
+            self._name = None
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self._t0
+
+
+def _tty() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _machine() -> dict:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
+            "torch": torch.__version__,
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def run_demo(out: str | os.PathLike = DEFAULT_OUT, *, quick: bool = False,
+             log: Callable[[str], None] | None = None, progress: Any = None) -> DemoResult:
+    """Run the demo into ``out`` (see the module docstring). ``progress`` is passed to the
+    evaluation loops (None: tqdm bars on a terminal); ``log`` receives the step lines."""
+    import pandas as pd
+
+    from llmcombo import evaluate as ev
+    from llmcombo import plots, zoo
+    from llmcombo.ensemble import load_product
+    from llmcombo.run import NullProgress, TqdmProgress
+
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    settings = Settings.make(quick)
+    out = Path(out).expanduser().absolute()
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} is a file; the demo needs a folder.", hint="Use --out DIR.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create the demo folder {out}: {exc.strerror or exc}") from None
+    for stale in out.glob(".staging-*"):  # left by a killed run
+        shutil.rmtree(stale, ignore_errors=True)
+    stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
+    models_dir = out / "models"
+    started = _dt.datetime.now(_dt.timezone.utc)
+    steps = _Steps(9, log)
+    tty = _tty()
+    run_progress = TqdmProgress() if tty else NullProgress()
+    files: list[Path] = []
+    try:
+        # 1. zoo -------------------------------------------------------------------------------
+        steps("zoo", "zoo: build or reuse the tiny models (base, domotica, tiempo, selector)")
+        last = {"stage": None}
+
+        def zoo_progress(stage_name: str, fraction: float) -> None:
+            if stage_name != last["stage"]:
+                last["stage"] = stage_name
+                log(f"      zoo: {stage_name}")
+
+        z = zoo.build(progress=None if tty else zoo_progress)
+        log(f"      zoo at {z.dir}")
+
+        # 2. merges and MoE ----------------------------------------------------------------------
+        steps("merges", "merges: linear, slerp, task arithmetic, TIES, DARE-TIES and the MoE "
+                        f"(cached in {models_dir})")
+        folders: dict[str, Path] = {}
+        for name, cfg in merge_configs().items():
+            t0 = time.perf_counter()
+            folders[name] = ev.build_cached(cfg, models_dir, name=name, progress=run_progress)
+            log(f"      {name}: {folders[name].name} ({time.perf_counter() - t0:.1f} s)")
+
+        # 3. products --------------------------------------------------------------------------
+        steps("products", "products: parents, merges, MoE, vote and router")
+        products: dict[str, Any] = {n: load_product(f"zoo:{n}") for n in PARENTS}
+        products.update({n: load_product(str(folders[n])) for n in MERGES + ("moe",)})
+        products.update({n: load_product(c) for n, c in ensemble_configs().items()})
+
+        # 4. evaluation ----------------------------------------------------------------------
+        steps("evaluate", f"evaluate {len(products)} products on {', '.join(TASKS)} "
+                          f"({settings.limit or 'all'} held-out prompts per task)")
+        rows, shown = [], {}
+        datasets = {t: ev.dataset(t, limit=settings.limit) for t in TASKS}
+        for name, prod in products.items():
+            t0 = time.perf_counter()
+            for task, ds in datasets.items():
+                answers = ev.answer_examples(prod, ds.examples, progress=progress,
+                                             desc=f"{name} on {task}")
+                rows.append(ev.accuracy_row(name, task, answers,
+                                            [e.expected for e in ds.examples]))
+                shown[(name, task)] = answers[: settings.samples_shown]
+            if name in PARENTS + MERGES + ("moe",):
+                from llmcombo.tasks import format_example
+
+                for task, ds in datasets.items():
+                    pf = ev.evaluate_perplexity(prod, [format_example(e) for e in ds.examples],
+                                                name=name, task=task, progress=False)
+                    rows += pf.to_dict("records")
+            acc = {r["task"]: r["value"] for r in rows if r["product"] == name
+                   and r["metric"] == "accuracy"}
+            log(f"      {name:16s} " + "  ".join(f"{t} {v:.1%}" for t, v in acc.items())
+                + f"  ({time.perf_counter() - t0:.1f} s)")
+        results = ev.frame(rows)
+        samples = _samples_frame(datasets, shown, settings.samples_shown)
+
+        # 5. sweep -----------------------------------------------------------------------------
+        steps("sweep", f"slerp sweep domotica -> tiempo at t = "
+                       f"{', '.join(f'{t:g}' for t in settings.sweep_ts)}")
+        sweep = plots.interpolation_sweep("zoo:domotica", "zoo:tiempo", method="slerp",
+                                          ts=settings.sweep_ts, limit=settings.sweep_limit,
+                                          cache_dir=models_dir, progress=progress)
+
+        # 6. task vectors and routing ----------------------------------------------------------
+        steps("analysis", "task-vector norms of the specialists; MoE routing shares")
+        tv = plots.task_vector_norms("zoo:base", {"domotica": "zoo:domotica",
+                                                  "tiempo": "zoo:tiempo"})
+        routing = plots.moe_routing_share(
+            str(folders["moe"]),
+            {t: [e.prompt for e in ev.dataset(t, limit=settings.routing_limit).examples]
+             for t in TASKS})
+
+        # 7. vote scaling ----------------------------------------------------------------------
+        steps("vote_scaling", "vote accuracy as N grows (both specialists, "
+                              f"samples {', '.join(map(str, settings.vote_samples))} each)")
+        votes = plots.vote_scaling(["zoo:domotica", "zoo:tiempo"], settings.vote_samples,
+                                   limit=settings.vote_limit, temperature=VOTE_TEMPERATURE,
+                                   seed=0, tie_break="likelihood", progress=progress)
+
+        # 8. figures and files -------------------------------------------------------------------
+        steps("write", f"write results, figures and report to {out}")
+        figures = {
+            "accuracy.png": plots.plot_accuracy(results, products=list(products),
+                                                parents=PARENTS),
+            "sweep.png": plots.plot_interpolation_sweep(sweep, label_a="domotica",
+                                                        label_b="tiempo"),
+            "task_vectors.png": plots.plot_task_vector_norms(tv),
+            "moe_routing.png": plots.plot_routing_share(routing,
+                                                        expert_names=["domotica", "tiempo"]),
+            "vote_scaling.png": plots.plot_vote_scaling(votes),
+        }
+        for fname, fig in figures.items():
+            plots.save_figure(fig, stage / fname)
+        ev.save_results(results, stage / "results.csv")
+        for fname, df in (("sweep.csv", sweep), ("task_vectors.csv", tv),
+                          ("moe_routing.csv", routing), ("vote_scaling.csv", votes),
+                          ("samples.csv", samples)):
+            ev.save_results(df, stage / fname)
+        steps.done()
+        timings = dict(steps.timings)
+        timings["total"] = round(steps.elapsed, 1)
+        meta = {"date": started.strftime("%Y-%m-%d %H:%M UTC"), "quick": quick,
+                "settings": settings.__dict__, "timings_s": timings, "machine": _machine(),
+                "zoo": {"dir": str(z.dir), "created": z.manifest.get("created"),
+                        "build_seconds": z.manifest.get("build_seconds")},
+                "models": {n: str(f) for n, f in folders.items()},
+                "ensembles": ensemble_configs()}
+        (stage / "demo.json").write_text(json.dumps(meta, indent=2, default=str) + "\n",
+                                         encoding="utf-8")
+        (stage / "report.md").write_text(_report(results, sweep, votes, routing, samples, meta,
+                                                 list(figures)), encoding="utf-8")
+        # 9. publish the staged files --------------------------------------------------------------
+        steps("publish", "move the finished files into place")
+        for f in sorted(stage.iterdir()):
+            os.replace(f, out / f.name)
+            files.append(out / f.name)
+        steps.done()
+    except BaseException as exc:
+        shutil.rmtree(stage, ignore_errors=True)
+        if isinstance(exc, (UserError, KeyboardInterrupt)):
+            raise
+        raise UserError(f"the demo failed during '{steps._name or 'setup'}': "
+                        f"{type(exc).__name__}: {exc}",
+                        hint=f"nothing in {out} was replaced; cached models in {models_dir} "
+                             "are complete and will be reused") from exc
+    shutil.rmtree(stage, ignore_errors=True)
+    timings = dict(steps.timings)
+    timings["total"] = round(steps.elapsed, 1)
+    return DemoResult(out, results, files, timings)
+
+
+def _samples_frame(datasets, shown, k: int):
+    import pandas as pd
+
+    rows = []
+    names = list(dict.fromkeys(n for n, _ in shown))
+    for task, ds in datasets.items():
+        for i, e in enumerate(ds.examples[:k]):
+            r = {"task": task, "prompt": e.prompt, "expected": e.expected}
+            r.update({n: shown[(n, task)][i] for n in names})
+            rows.append(r)
+    return pd.DataFrame(rows)
+
+
+def _report(results, sweep, votes, routing, samples, meta, figures) -> str:
+    kept = skills_kept(results)
+    m = meta["machine"]
+    mode = "quick (CI sizes)" if meta["quick"] else "full"
+    n = int(results[results["metric"] == "accuracy"]["n"].iloc[0])
+    lines = [
+        "# llmcombo demo",
+        "",
+        f"{meta['date']}, {mode} run: {meta['timings_s']['total']:.0f} s on {m['cpu']} "
+        f"({m['cpu_count']} CPU cores visible, torch {m['torch']}, {m['platform']}).",
+        "",
+        "Two specialists fine-tuned from one base (the llmcombo zoo) are combined by weight-space "
+        "merges, a mixture of experts and two runtime ensembles; every product, both parents and "
+        f"the base answer the first {n} held-out prompts of each task (exact match of the "
+        "normalised command; 95 % Wilson intervals).",
+        "",
+        "## Accuracy",
+        "",
+        accuracy_table(results, markdown=True),
+        "",
+        "*skill kept (min)*: the product's accuracy on each task divided by that task's "
+        "specialist's accuracy, the smaller of the two.",
+        "",
+        "![accuracy](accuracy.png)",
+        "",
+        "## Which combinations keep both skills",
+        "",
+    ]
+    for prod, k in kept.items():
+        if prod in PARENTS:
+            continue
+        vals = ", ".join(f"{t} {v:.0%}" for t, v in k.items())
+        verdict = ("keeps both (>= 90 % of each specialist)" if min(k.values()) >= 0.9 else
+                   "loses part of a skill" if min(k.values()) >= 0.5 else "loses a skill")
+        lines.append(f"- **{prod}**: {vals} of the specialists' accuracy: {verdict}.")
+    lines += [
+        "",
+        "## Slerp sweep between the specialists",
+        "",
+        "![sweep](sweep.png)",
+        "",
+        _small_table(sweep, "t"),
+        "",
+        "## What fine-tuning changed",
+        "",
+        "Relative norm of each specialist's task vector (fine-tuned minus base weights) per layer "
+        "and tensor kind.",
+        "",
+        "![task vectors](task_vectors.png)",
+        "",
+        "## Mixture of experts: which expert the gates choose",
+        "",
+        "Share of the held-out prompts' tokens routed to each expert (expert 0 is the domotica "
+        "specialist, expert 1 tiempo), per layer.",
+        "",
+        "![moe routing](moe_routing.png)",
+        "",
+        "## Vote accuracy as N grows",
+        "",
+        f"Both specialists answer s times each (temperature {VOTE_TEMPERATURE}, seed 0); the "
+        "most frequent command wins, ties go to the higher mean log-probability.",
+        "",
+        "![vote scaling](vote_scaling.png)",
+        "",
+        _small_table(votes, "N"),
+        "",
+        "## Sample answers",
+        "",
+        _samples_markdown(samples),
+        "",
+        "## Timings (s)",
+        "",
+        "| step | seconds |",
+        "|---|---:|",
+    ]
+    lines += [f"| {k} | {v:.1f} |" for k, v in meta["timings_s"].items()]
+    lines += ["", "Files: results.csv (tidy: product, task, metric, value, n, ci_low, ci_high), "
+                  "sweep.csv, vote_scaling.csv, task_vectors.csv, moe_routing.csv, samples.csv, "
+                  "demo.json.", ""]
+    return "\n".join(lines)
+
+
+def _small_table(df, key: str) -> str:
+    piv = df.pivot_table(index=key, columns="task", values="value", sort=True)
+    head = f"| {key} | " + " | ".join(piv.columns) + " |"
+    sep = "|---:|" + "---:|" * len(piv.columns)
+    body = [f"| {idx:g} | " + " | ".join(f"{v:.1%}" for v in r) + " |"
+            for idx, r in zip(piv.index, piv.values)]
+    return "\n".join([head, sep] + body)
+
+
+def _samples_markdown(samples) -> str:
+    cols = list(samples.columns)
+    esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    out += ["| " + " | ".join(esc(v) for v in r) + " |" for r in samples.itertuples(index=False)]
+    return "\n".join(out)
+
+
+__all__ = ["DEFAULT_OUT", "DemoResult", "PRODUCTS", "Settings", "accuracy_table",
+           "ensemble_configs", "merge_configs", "run_demo", "skills_kept"]
