@@ -376,10 +376,14 @@ def check_models(config: dict, base_dir=None) -> list[Issue]:
         issues += found
     loaded = [(s, infos[s.ref]) for s in slots if infos[s.ref].config is not None]
     for slot, info in loaded:
-        if slot.role != "tokenizer" and not _cfg_get(info.config, "architectures"):
-            issues.append(warning(slot.path, f"the config.json of {info.name} does not say which "
-                                  "architecture it is; mergekit will have to guess.",
-                                  code="no_architecture"))
+        if slot.role != "tokenizer" and not _cfg_get(info.config, "architectures") \
+                and kind == "merge":
+            issues.append(error(slot.path, f"the config.json of {info.name} does not say which "
+                                "architecture it is (no \"architectures\" entry), which mergekit "
+                                "needs to merge it.",
+                                "Add for example \"architectures\": [\"LlamaForCausalLM\"] to its "
+                                "config.json, or re-save the model with transformers.",
+                                code="no_architecture"))
     if kind == "merge":
         issues += _check_merge(config["merge"], slots, infos)
     else:

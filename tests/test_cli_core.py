@@ -126,3 +126,12 @@ def test_every_command_has_help():
     sub = next(a for a in parser._actions if a.dest == "command")
     for name, p in sub.choices.items():
         assert p.format_help().startswith("usage: llmcombo " + name), name
+
+
+def test_presets_list_and_print(capsys, tmp_path):
+    code, out, _ = run(["presets"], capsys)
+    assert code == 0 and "ties" in out and "moe" in out
+    code, out, _ = run(["presets", "ties"], capsys)
+    assert code == 0 and yaml.safe_load(out)["merge"]["method"] == "ties"
+    code, _, err = run(["presets", "tie"], capsys)
+    assert code == 1 and "Known presets" in err

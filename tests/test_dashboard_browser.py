@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import shutil
 import socket
 import subprocess
@@ -112,6 +113,11 @@ async ([label, selector, present]) => {
 """
 
 
+def _method_button(page, label: str):
+    return page.locator(".llmcombo-choice-merge-method button").filter(
+        has_text=re.compile(rf"^\s*{re.escape(label)}\s*$"))
+
+
 def _fill(page, key: str, text: str) -> None:
     box = page.locator(f".llmcombo-key-{key} .llmcombo-input").locator("input, textarea").first
     box.fill(text)
@@ -132,8 +138,7 @@ def test_dashboard_end_to_end(server):
             t0 = time.monotonic()
             page.goto(server["url"], timeout=300_000)
             t_loaded = time.monotonic()
-            page.locator(".llmcombo-choice-merge-method button", has_text="TIES").first.wait_for(
-                timeout=300_000)
+            _method_button(page, "TIES").wait_for(timeout=300_000)
             t_ready = time.monotonic()
             build = page.locator(".llmcombo-ready span").get_attribute("data-build-seconds")
             perf["page_load_s"] = round(t_loaded - t0, 3)
@@ -142,8 +147,7 @@ def test_dashboard_end_to_end(server):
             perf["app_build_in_kernel_s"] = float(build) if build else None
 
             # -- choose TIES, zoo models ---------------------------------------------------
-            ties = page.locator(".llmcombo-choice-merge-method button", has_text="TIES").first
-            ties.click()
+            _method_button(page, "TIES").click()
             expect(page.locator(".llmcombo-key-merge-base_model .llmcombo-error")).to_contain_text(
                 "needs a base model")
             _fill(page, "name", "ties-demo")

@@ -191,6 +191,15 @@ def test_unknown_architecture_is_a_warning(models, tmp_path):
     assert issues[0].severity == "warning"
 
 
+def test_config_without_architectures_is_an_error_for_merges(models, tmp_path):
+    make_model(tmp_path, "noarch", architectures=None)
+    cfg = merge(models)
+    cfg["merge"]["models"][0]["model"] = str(tmp_path / "noarch")
+    issue = by_path(check_models(cfg))["merge.models[0].model"]
+    assert issue.is_error and issue.code == "no_architecture"
+    assert '"architectures"' in issue.hint
+
+
 def test_missing_tokenizer_in_the_donor_model(models, tmp_path):
     make_model(tmp_path, "notok", tokenizer=False)
     cfg = merge(models)
