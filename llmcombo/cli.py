@@ -271,6 +271,42 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# zoo  (llmcombo.zoo: tiny models trained here, offline)
+# ---------------------------------------------------------------------------------------------
+
+
+def _args_zoo(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=["build", "list"],
+                   help="build: train the zoo (or reuse the cached one); list: show where it is, "
+                        "its models and their accuracies")
+    p.add_argument("dir", nargs="?", default=None,
+                   help="zoo folder (default $LLMCOMBO_ZOO_DIR or ~/.cache/llmcombo/zoo/vN)")
+    p.add_argument("--force", action="store_true", help="retrain even when a complete zoo is there")
+
+
+@command("zoo", "build or list the offline model zoo (base, two specialists, a selector)",
+         _args_zoo)
+def cmd_zoo(args: argparse.Namespace) -> int:
+    from llmcombo import zoo
+
+    folder = args.dir if args.dir is not None else zoo.default_dir()
+    if args.action == "list":
+        if not zoo.is_complete(folder):
+            raise UserError(f"there is no built zoo in {folder}",
+                            hint="run `llmcombo zoo build`; it takes a few minutes on a laptop CPU")
+        z = zoo.Zoo(folder)
+    else:
+        reused = zoo.is_complete(folder) and not args.force
+        z = zoo.build(folder, force=args.force)
+        _err(f"{'reused the zoo in' if reused else 'built the zoo in'} {z.dir} "
+             f"({z.manifest.get('build_seconds', 0):.0f} s to train)")
+    print(f"zoo v{z.manifest['zoo_version']} in {z.dir}")
+    print("refer to a model as zoo:NAME, e.g. zoo:domotica; accuracies on the held-out test splits")
+    print(z.table())
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
 # demo  (llmcombo.demo: the whole flow on the zoo, offline)
 # ---------------------------------------------------------------------------------------------
 
