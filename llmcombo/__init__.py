@@ -4,7 +4,7 @@ The short path (see :mod:`llmcombo.api`)::
 
     import llmcombo
     merged = llmcombo.merge("ties", ["zoo:domotica", "zoo:tiempo"], base="zoo:base", density=0.5)
-    llmcombo.compare([merged.path, "zoo:domotica", "zoo:tiempo"])
+    llmcombo.compare([merged, "zoo:domotica", "zoo:tiempo"])   # table + plot
 
 Submodules and functions load on first use, so ``import llmcombo`` stays fast.
 """
@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 _FUNCTIONS = {
     "configure": "llmcombo.api",
     "merge": "llmcombo.api",
-    "compare": "llmcombo.evaluate",
+    "compare": "llmcombo.api",
     "validate": "llmcombo.validation",
     "generate_yaml": "llmcombo.generate",
     "load_any": "llmcombo.configuration",

@@ -4,7 +4,7 @@
 
     import llmcombo
     merged = llmcombo.merge("ties", ["zoo:domotica", "zoo:tiempo"], base="zoo:base", density=0.5)
-    llmcombo.compare([merged.path, "zoo:domotica", "zoo:tiempo"])
+    llmcombo.compare([merged, "zoo:domotica", "zoo:tiempo"])   # table + plot
 
 Everything here is a thin layer over the configuration dicts that the CLI, the forms and the YAML
 files use, so what you build in Python can be saved (``configure(...).to_yaml()``) and reopened in
@@ -96,3 +96,74 @@ def merge(method: str, models: Sequence[str | dict], *, base: str | None = None,
         Path(out).parent.mkdir(parents=True, exist_ok=True)
     return run(cfg, out, options=RunOptions(device=device), progress=progress, cancel=cancel,
                overwrite=overwrite)
+
+
+class Comparison:
+    """What :func:`compare` returns: the tidy accuracy frame, a wide table and the plot.
+
+    In a notebook it displays as the table followed by the grouped-bar plot; ``str()`` is the
+    table as text; ``.frame`` is the tidy frame (concatenate it, ``save_results`` it);
+    ``.plot()`` returns the matplotlib Figure.
+    """
+
+    def __init__(self, frame, parents: Sequence[str] = ()):
+        self.frame = frame
+        self.parents = list(parents)
+
+    def table(self):
+        """Accuracy per product (rows, in the order given) and task (columns)."""
+        d = self.frame[self.frame["metric"] == "accuracy"]
+        wide = d.pivot_table(index="product", columns="task", values="value", sort=False)
+        wide.columns.name = None
+        return wide
+
+    def plot(self):
+        from llmcombo.plots import plot_accuracy
+
+        return plot_accuracy(self.frame, parents=self.parents)
+
+    def __str__(self) -> str:
+        return self.table().to_string(float_format=lambda v: f"{v:.1%}")
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        import base64
+        import io
+
+        import matplotlib.pyplot as plt
+
+        fig = self.plot()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+        plt.close(fig)
+        img = base64.b64encode(buf.getvalue()).decode("ascii")
+        table = self.table().to_html(float_format=lambda v: f"{v:.1%}")
+        return f'{table}<img src="data:image/png;base64,{img}" alt="accuracy per task"/>'
+
+
+def compare(products: Any, tasks: Any = ("domotica", "tiempo"), *, limit: int | None = None,
+            progress=None) -> Comparison:
+    """Accuracy of each product on each task (zoo task names or JSONL/CSV files of
+    prompt/expected pairs), on the held-out split.
+
+    ``products``: a list (model folders, hub ids, ``zoo:NAME``, ensemble configurations, the
+    result of :func:`merge`) or a dict ``{name: product}``. Products from the zoo are drawn as
+    parents (hatched bars) in the plot. ``limit`` evaluates only the first N examples per task.
+    """
+    from llmcombo.evaluate import _products, evaluate
+
+    if isinstance(products, dict):
+        named = {str(k): _as_product(v) for k, v in products.items()}
+    else:
+        single = isinstance(products, (str, Path)) or hasattr(products, "lineage")
+        named = _products([_as_product(p) for p in ([products] if single else products)])
+    if not named:
+        raise UserError("compare needs at least one product", field="products")
+    parents = [n for n, p in named.items() if isinstance(p, str) and p.startswith("zoo:")]
+    return Comparison(evaluate(named, tasks, limit=limit, progress=progress), parents)
+
+
+def _as_product(p: Any) -> Any:
+    """A :class:`~llmcombo.run.RunResult` stands for its model folder."""
+    return str(p.path) if hasattr(p, "path") and hasattr(p, "lineage") else p

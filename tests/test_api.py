@@ -32,3 +32,30 @@ def test_lazy_attributes():
     assert callable(llmcombo.merge) and callable(llmcombo.validate)
     with pytest.raises(AttributeError):
         llmcombo.nothing_here
+
+
+@pytest.mark.slow
+def test_three_lines_merge_and_compare_with_the_parents(zoo, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    merged = llmcombo.merge("ties", ["zoo:domotica", "zoo:tiempo"], base="zoo:base", density=0.5)
+    assert merged.path.parent.name == "llmcombo-out" and (merged.path / "config.json").is_file()
+    result = llmcombo.compare([merged, "zoo:domotica", "zoo:tiempo"], limit=20)
+
+    table = result.table()
+    assert list(table.index) == [merged.path.name, "domotica", "tiempo"]
+    assert list(table.columns) == ["domotica", "tiempo"]
+    assert set(result.frame["n"]) == {20}
+    assert table.loc["domotica", "domotica"] > 0.8 and table.loc["domotica", "tiempo"] < 0.2
+    assert result.parents == ["domotica", "tiempo"]
+    assert "%" in str(result)
+    fig = result.plot()
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(table.index)
+    assert sum(bool(p.get_hatch()) for p in ax.patches) == 4  # parents hatched, 2 tasks each
+    html = result._repr_html_()
+    assert "<table" in html and "data:image/png;base64," in html
+
+
+def test_compare_refuses_two_products_with_one_name():
+    with pytest.raises(UserError, match="both called 'domotica'"):
+        llmcombo.compare(["zoo:domotica", "/elsewhere/domotica"])
