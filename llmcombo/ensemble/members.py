@@ -3,7 +3,9 @@ samples in one batched call), embed (pooled hidden states) and score (log-probab
 continuation).
 
 Models are cached by ``(resolved path, device, dtype)``: two ensembles that name the same model
-share one copy in memory. :func:`clear_cache` frees them.
+share one copy in memory. The cache is small: it keeps the ``LLMCOMBO_MODEL_CACHE`` (default 8)
+most recently used models and forgets older ones (a product that still holds a model keeps using
+it). :func:`clear_cache` frees them.
 """
 
 from __future__ import annotations
@@ -11,14 +13,26 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from llmcombo import modelref
 from llmcombo.errors import OfflineError, UserError
 
-_CACHE: dict[tuple[str, str, str], "LoadedModel"] = {}
+_CACHE: "OrderedDict[tuple[str, str, str], LoadedModel]" = OrderedDict()
 _CACHE_LOCK = threading.Lock()
+DEFAULT_CACHE_SIZE = 8
+
+
+def cache_size() -> int:
+    """How many models the cache keeps (``LLMCOMBO_MODEL_CACHE``, default 8, at least 1)."""
+    raw = os.environ.get("LLMCOMBO_MODEL_CACHE", "")
+    try:
+        return max(1, int(raw)) if raw.strip() else DEFAULT_CACHE_SIZE
+    except ValueError:
+        raise UserError(f"LLMCOMBO_MODEL_CACHE must be a whole number of models, not {raw!r}.",
+                        field="LLMCOMBO_MODEL_CACHE", hint="Set it to 8, or unset it.") from None
 BATCH_SIZE = 64
 
 
@@ -112,6 +126,7 @@ def load_model(ref: str, base_dir=None, device: str | None = "auto",
     with _CACHE_LOCK:
         hit = _CACHE.get(key)
         if hit is not None:
+            _CACHE.move_to_end(key)
             return hit
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -136,11 +151,13 @@ def load_model(ref: str, base_dir=None, device: str | None = "auto",
             tok.pad_token = tok.eos_token
         lm = LoadedModel(key[0], dev, dtype or "auto", model, tok)
         _CACHE[key] = lm
+        while len(_CACHE) > cache_size():
+            _CACHE.popitem(last=False)  # least recently used
         return lm
 
 
 def cached_models() -> list[tuple[str, str, str]]:
-    """Keys ``(path, device, dtype)`` of the models in memory."""
+    """Keys ``(path, device, dtype)`` of the cached models, least recently used first."""
     return list(_CACHE)
 
 
@@ -307,9 +324,10 @@ def embed(lm: LoadedModel, texts: Sequence[str], layer: int = -1,
 
 
 def score(lm: LoadedModel, prompts: Sequence[str], continuations: Sequence[str],
-          batch_size: int = BATCH_SIZE) -> list[float]:
-    """Mean log-probability per token of each continuation (followed by end of sequence) after
-    its prompt: how likely the model finds that answer."""
+          batch_size: int = BATCH_SIZE, reduce: str = "mean") -> list[float]:
+    """Log-probability of each continuation (followed by end of sequence) after its prompt: how
+    likely the model finds that answer. ``reduce="mean"``: per token (compares answers of
+    different lengths); ``"sum"``: of the whole continuation (its probability is ``exp``)."""
     import torch
 
     tok, model = lm.tokenizer, lm.model
@@ -343,5 +361,7 @@ def score(lm: LoadedModel, prompts: Sequence[str], continuations: Sequence[str],
                 n = len(c)
                 pos = torch.arange(width - n - 1, width - 1, device=logp.device)
                 target = ids[i, width - n:].to(logp.device)
-                scores.append(float(logp[i, pos, target].mean()) if n else float("-inf"))
+                lp = logp[i, pos, target]
+                scores.append(float(lp.sum() if reduce == "sum" else lp.mean()) if n
+                              else float("-inf"))
     return scores

@@ -464,13 +464,15 @@ def load_product(x: Any, *, base_dir=None, device: str | None = None) -> Product
             from llmcombo.configuration import Configuration
             from llmcombo.productline import feature_model
 
-            issues = feature_model().validate(dict(x))
-            errors = [i for i in issues if i.is_error]
-            if errors:
-                lines = "\n".join("  - " + i.format() for i in errors)
-                raise UserError(f"the ensemble configuration has {len(errors)} error(s):\n{lines}")
+            from llmcombo.ensemble.spec import check_models
+
             if base_dir is None and isinstance(x, Configuration):
                 base_dir = x.base_dir
+            issues = feature_model().validate(dict(x))
+            errors = [i for i in issues if i.is_error]
+            if not errors:  # the models named exist (reads config.json files only)
+                errors = [i for i in check_models(dict(x), base_dir) if i.is_error]
+            _raise_issues(errors)
             _, spec = to_spec(x, base_dir, resolve=False)
         elif "merge" in x or "moe" in x:
             raise UserError("this configuration describes a model to build (a merge or a mixture "
@@ -485,6 +487,16 @@ def load_product(x: Any, *, base_dir=None, device: str | None = None) -> Product
         return from_spec(spec, base_dir)
     raise UserError(f"cannot make a product from {type(x).__name__}.",
                     hint="Give a model folder, zoo:NAME, a hub id, or an ensemble configuration.")
+
+
+def _raise_issues(errors: list) -> None:
+    """One error: one line naming the field; several: a list."""
+    if len(errors) == 1:
+        e = errors[0]
+        raise UserError(e.message, field=e.path or None, hint=e.hint)
+    if errors:
+        lines = "\n".join("  - " + i.format() for i in errors)
+        raise UserError(f"the ensemble configuration has {len(errors)} errors:\n{lines}")
 
 
 def accuracy(product: Product, examples: Sequence[Any]) -> float:

@@ -5,8 +5,11 @@ confidence is in [0, 1] and the router compares it with the threshold:
 
 ``label_model``
     a causal LM answers the label (``LLM1``) after the prompt in its template, greedily, as in the
-    seed's selector; confidence = the probability the model gave to the label it wrote. An answer
-    that is not a route label is "garbage": the fallback answers.
+    seed's selector. An answer that is not a route label is "garbage": the fallback answers.
+    Confidence = the probability of the label it wrote among the route labels (each label, then
+    end of sequence, scored in one batched forward pass and normalised over the labels); the raw
+    probability of the whole written sequence is not used because the tokens every label shares
+    (``LL``, ``M``) carry no decision yet lower it (the zoo selector: 0.57 for a sure ``LLM2``).
 ``embedding``
     mean-pooled hidden states of the prompt (one forward pass; ``layer: 0`` reads only the token
     embeddings) compared by cosine with the centroid of each route's example prompts, like
@@ -88,15 +91,26 @@ class LabelModelSelector(Selector):
             self._max_tokens = longest + 2
         rendered = [self.member.render(p) for p in prompts]
         gens = M.generate(lm, rendered, max_new_tokens=self._max_tokens, output="line")
+        probs = self.label_probabilities(rendered)
         out = []
-        for g in gens:
+        for g, pr in zip(gens, probs):
             said = g[0].answer
             label = self._by_key.get(_label_key(said))
-            conf = math.exp(g[0].logprob) if label is not None else 0.0
-            out.append(Choice(label, conf, said, {label: conf} if label else {},
+            conf = pr[label] if label is not None else 0.0
+            out.append(Choice(label, conf, said, pr,
                               None if label else f"the selector answered {said!r}, which is "
                                                  "not a route"))
         return out
+
+    def label_probabilities(self, rendered: Sequence[str]) -> list[dict[str, float]]:
+        """``{label: probability}`` per rendered prompt, normalised over the route labels."""
+        import torch
+
+        k = len(self.labels)
+        lps = M.score(self.member.lm, [r for r in rendered for _ in range(k)],
+                      [lab for _ in rendered for lab in self.labels], reduce="sum")
+        table = torch.softmax(torch.tensor(lps, dtype=torch.float64).view(-1, k), dim=-1)
+        return [dict(zip(self.labels, row)) for row in table.tolist()]
 
 
 def _label_key(text: str) -> str:
@@ -444,12 +458,13 @@ def _fit_classifier(train, labels, base, out: Path, template, layer, seed, devic
 
     def closure():
         opt.zero_grad()
-        # embeddings are unit vectors: scale so the logits can be decisive
-        loss = torch.nn.functional.cross_entropy(x @ w.T * 1.0 + b, y) + l2 * (w ** 2).sum()
+        loss = torch.nn.functional.cross_entropy(x @ w.T + b, y) + l2 * (w ** 2).sum()
         loss.backward()
         return loss
 
-    loss = opt.step(closure)
+    opt.step(closure)
+    with torch.no_grad():  # LBFGS.step returns the loss before fitting: report the loss after
+        loss = torch.nn.functional.cross_entropy(x @ w.T + b, y)
     report(1.0)
     meta = {"kind": "hidden_classifier", "base": modelref.resolve(base),
             "base_ref": base, "layer": layer, "template": template, "labels": labels,

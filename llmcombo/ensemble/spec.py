@@ -473,20 +473,27 @@ def check_models(config: dict, base_dir=None) -> list[Issue]:
 
     issues: list[Issue] = []
     seen: dict[str, list[Issue]] = {}
+    selector = ((config.get(E) or {}).get("router") or {}).get("selector") or {}
     for path, ref in model_slots(config):
+        if path == f"{ROUTER}.selector.model" and selector.get("kind") == "classifier":
+            continue  # a classifier folder holds selector.json, not a model (checked below)
         if ref not in seen:
             _, found = inspect_model(ref, path, base_dir)
             seen[ref] = found
             issues += found
         else:  # same model again: same verdict, at this path too
             issues += [Issue(i.severity, path, i.message, i.hint, i.code) for i in seen[ref]]
-    selector = ((config.get(E) or {}).get("router") or {}).get("selector") or {}
     if selector.get("kind") == "classifier" and isinstance(selector.get("model"), str):
         from llmcombo import modelref
         from pathlib import Path
 
         folder = Path(modelref.resolve(selector["model"], base_dir))
-        if folder.is_dir() and not (folder / "selector.json").is_file():
+        if not folder.is_dir():
+            issues.append(error(f"{ROUTER}.selector.model",
+                                f"the classifier folder {folder} does not exist.",
+                                "Train one with llmcombo.ensemble.train_selector(..., "
+                                "kind='hidden_classifier', out=FOLDER).", "model_missing"))
+        elif not (folder / "selector.json").is_file():
             issues.append(error(f"{ROUTER}.selector.model",
                                 f"{folder} has no selector.json, so it is not a classifier "
                                 "written by train_selector.",
