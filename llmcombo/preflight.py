@@ -447,7 +447,8 @@ def _check_merge(m: dict, slots, infos) -> list[Issue]:
             continue
         reported.add(slot.ref)
         fam = _family(info)
-        if fam != ref_family and not allow_crimes:
+        # a config.json without "architectures" is already reported (no_architecture)
+        if fam != ref_family and not allow_crimes and None not in (fam[0], ref_family[0]):
             issues.append(error(
                 slot.path,
                 f"{info.name} is a {_fam_text(fam)} model but {ref_info.name} is a "
