@@ -231,10 +231,47 @@ def _machine() -> dict:
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
+def demo_threads() -> int:
+    """Torch threads for the demo: 1 unless ``$LLMCOMBO_DEMO_THREADS`` says otherwise. The zoo
+    models are so small (hidden size 128) that intra-op parallelism only adds synchronisation:
+    on 2 shared CPU cores one thread generates about 10x faster than two."""
+    raw = os.environ.get("LLMCOMBO_DEMO_THREADS", "").strip()
+    if not raw:
+        return 1
+    try:
+        n = int(raw)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise UserError(f"LLMCOMBO_DEMO_THREADS must be a whole number >= 1, not {raw!r}.",
+                        hint="Unset it to use one thread (fastest for the zoo models).")
+    return n
+
+
 def run_demo(out: str | os.PathLike = DEFAULT_OUT, *, quick: bool = False,
              log: Callable[[str], None] | None = None, progress: Any = None) -> DemoResult:
     """Run the demo into ``out`` (see the module docstring). ``progress`` is passed to the
-    evaluation loops (None: tqdm bars on a terminal); ``log`` receives the step lines."""
+    evaluation loops (None: tqdm bars on a terminal); ``log`` receives the step lines.
+    Torch runs on :func:`demo_threads` threads meanwhile (restored afterwards)."""
+    import torch
+
+    from transformers.utils import logging as hf_logging
+
+    threads = demo_threads()
+    before = torch.get_num_threads()
+    bars = hf_logging.is_progress_bar_enabled()
+    torch.set_num_threads(threads)
+    hf_logging.disable_progress_bar()  # one "Loading weights" bar per model load is noise here
+    try:
+        return _run_demo(out, quick=quick, log=log, progress=progress)
+    finally:
+        torch.set_num_threads(before)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _run_demo(out: str | os.PathLike, *, quick: bool, log: Callable[[str], None] | None,
+              progress: Any) -> DemoResult:
     import pandas as pd
 
     from llmcombo import evaluate as ev
@@ -244,17 +281,24 @@ def run_demo(out: str | os.PathLike = DEFAULT_OUT, *, quick: bool = False,
 
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     settings = Settings.make(quick)
+    if not str(out).strip():
+        raise UserError("--out is empty; the demo needs a folder to write its results to.",
+                        hint=f"Give a folder, e.g. --out {DEFAULT_OUT}.")
     out = Path(out).expanduser().absolute()
     if out.exists() and not out.is_dir():
-        raise UserError(f"{out} is a file; the demo needs a folder.", hint="Use --out DIR.")
+        raise UserError(f"--out {out} is a file; the demo needs a folder.",
+                        hint="Give a new or existing folder, e.g. --out llmcombo-demo.")
+    models_dir = out / "models"
     try:
         out.mkdir(parents=True, exist_ok=True)
+        _ignored_by_git(models_dir)
+        for stale in out.glob(".staging-*"):  # left by a killed run
+            shutil.rmtree(stale, ignore_errors=True)
+        stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
     except OSError as exc:
-        raise UserError(f"cannot create the demo folder {out}: {exc.strerror or exc}") from None
-    for stale in out.glob(".staging-*"):  # left by a killed run
-        shutil.rmtree(stale, ignore_errors=True)
-    stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
-    models_dir = out / "models"
+        raise UserError(f"--out: cannot write the demo folder {out}: "
+                        f"{exc.strerror or exc} ({exc.filename or out})",
+                        hint="Give a folder you can write to, e.g. --out llmcombo-demo.") from None
     started = _dt.datetime.now(_dt.timezone.utc)
     steps = _Steps(9, log)
     tty = _tty()
@@ -372,7 +416,9 @@ def run_demo(out: str | os.PathLike = DEFAULT_OUT, *, quick: bool = False,
                                                  list(figures)), encoding="utf-8")
         # 9. publish the staged files --------------------------------------------------------------
         steps("publish", "move the finished files into place")
+        mode = 0o666 & ~_umask()
         for f in sorted(stage.iterdir()):
+            os.chmod(f, mode)  # the atomic writers create 0600 temporary files
             os.replace(f, out / f.name)
             files.append(out / f.name)
         steps.done()
@@ -388,6 +434,22 @@ def run_demo(out: str | os.PathLike = DEFAULT_OUT, *, quick: bool = False,
     timings = dict(steps.timings)
     timings["total"] = round(steps.elapsed, 1)
     return DemoResult(out, results, files, timings)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _ignored_by_git(folder: Path) -> None:
+    """Create ``folder`` with a ``.gitignore`` of ``*``: the merged models (megabytes each) are a
+    cache, never something to commit, even when OUT is inside a repository (docs/demo)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ignore = folder / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# llmcombo demo: cached merged models, not for version control\n*\n",
+                          encoding="utf-8")
 
 
 def _samples_frame(datasets, shown, k: int):

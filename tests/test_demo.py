@@ -58,25 +58,51 @@ def test_quick_demo_results_have_every_product_and_both_tasks(demo_run):
 
 
 def test_quick_demo_figures_and_report(demo_run):
+    import matplotlib.image as mpimg
+    import numpy as np
+
     out, cap = demo_run
     for name in FIGURES:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        img = mpimg.imread(out / name)
+        assert img.shape[0] >= 300 and img.shape[1] >= 500, (name, img.shape)
+        assert float(np.std(img[..., :3])) > 0.05, f"{name} looks blank"
     report = (out / "report.md").read_text(encoding="utf-8")
     referenced = set(re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report))
     assert referenced == FIGURES
     assert all((out / f).is_file() for f in referenced)
-    table = [line for line in report.splitlines() if line.startswith("| ")]
+    section = report.split("## Accuracy", 1)[1].split("\n## ", 1)[0]
+    table = [line for line in section.splitlines() if line.startswith("| ")]
+    assert len(table) == 1 + len(D.PRODUCTS)  # header + one row per product
     for prod in D.PRODUCTS:
         assert any(line.startswith(f"| {prod} |") for line in table), prod
     acc = pd.read_csv(out / "results.csv").query("metric == 'accuracy'")
-    r = acc[(acc["product"] == "router") & (acc["task"] == "tiempo")].iloc[0]
-    assert f"{r['value']:.1%}" in report  # the report shows the measured numbers
-    # the printed table has every product
-    for prod in D.PRODUCTS:
-        assert re.search(rf"^{prod}\s", cap["stdout"], re.M), prod
+    printed = {line.split()[0]: line for line in cap["stdout"].splitlines() if line.strip()}
+    for r in acc.itertuples():
+        # the report's and the printed tables show the measured numbers on the product's row
+        cell = f"{r.value:.1%} [{r.ci_low:.0%}-{r.ci_high:.0%}]"
+        (row,) = [line for line in table if line.startswith(f"| {r.product} |")]
+        assert cell in row, (r.product, r.task, cell, row)
+        assert cell in printed[r.product], (r.product, r.task)
+    # the verdict of every combination is there (and nothing is claimed for the parents)
+    for prod in set(D.PRODUCTS) - set(D.PARENTS):
+        assert re.search(rf"^- \*\*{prod}\*\*: .*(keeps both|loses)", report, re.M), prod
     meta = json.loads((out / "demo.json").read_text())
     assert meta["quick"] is True and meta["timings_s"]["total"] > 0
+    assert meta["machine"]["cpu_count"] >= 1 and meta["machine"]["torch"]
     assert not list(out.glob(".staging-*"))
+
+
+def test_quick_demo_models_are_cached_outside_version_control(demo_run):
+    out, _ = demo_run
+    models = out / "models"
+    built = sorted(p.name.rsplit("-", 1)[0] for p in models.iterdir() if p.is_dir())
+    # the five merges, the MoE and the three sweep points, each a complete model folder
+    assert [b for b in built if not b.startswith("sweep")] == sorted(D.MERGES + ("moe",))
+    assert all((p / "config.json").is_file() for p in models.iterdir() if p.is_dir())
+    assert (models / ".gitignore").read_text().splitlines()[-1] == "*"
+    # result files are readable by others, like any file the user writes (not 0600 temp files)
+    assert all((out / f).stat().st_mode & 0o044 for f in FIGURES | {"results.csv", "report.md"})
 
 
 def test_quick_demo_side_frames(demo_run):
@@ -112,3 +138,29 @@ def test_failed_demo_leaves_previous_results_untouched(demo_run, monkeypatch, ca
     after = {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()}
     assert after == before
     assert not list(out.glob(".staging-*"))
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda tmp: tmp.joinpath("afile").write_text("x") and tmp / "afile", "is a file"),
+    (lambda tmp: tmp.joinpath("f2").write_text("x") and tmp / "f2" / "sub",
+     "cannot write the demo folder"),
+    (lambda tmp: "", "--out is empty"),
+])
+def test_bad_out_is_one_clear_line(tmp_path, capsys, make, message):
+    out = make(tmp_path)
+    code = cli.main(["demo", "--quick", "--out", str(out)])
+    cap = capsys.readouterr()
+    assert code == 1
+    assert cap.err.startswith("error: --out") and message in cap.err
+    assert "Traceback" not in cap.err and cap.out == ""
+    assert len(cap.err.strip().splitlines()) == 1
+
+
+def test_bad_thread_setting_is_a_user_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LLMCOMBO_DEMO_THREADS", "two")
+    assert cli.main(["demo", "--quick", "--out", str(tmp_path / "o")]) == 1
+    assert "LLMCOMBO_DEMO_THREADS" in capsys.readouterr().err
+    monkeypatch.setenv("LLMCOMBO_DEMO_THREADS", "3")
+    assert D.demo_threads() == 3
+    monkeypatch.delenv("LLMCOMBO_DEMO_THREADS")
+    assert D.demo_threads() == 1
