@@ -187,7 +187,10 @@ def test_perplexity_equals_hand_computation_with_padding():
     assert counts == [2, 1, 4]
     assert sums == pytest.approx(nll, rel=1e-6)
     expected = math.exp(sum(nll) / 7)
-    assert ev.perplexity((lm, CharTokenizer()), texts) == pytest.approx(expected, rel=1e-6)
+    # by hand: 7 predicted tokens (a, b | c | a, b, c, c) out of a total mass of 11.000000005:
+    # ppl = 11.000000005 / (0.2^2 * 0.3^2 * 0.4^3) ** (1/7) = 36.39469...
+    assert round(expected, 5) == 36.39469
+    assert round(ev.perplexity((lm, CharTokenizer()), texts), 5) == 36.39469
     # one batch, right padded, pads masked
     assert lm.seen_masks[0].tolist() == [[1, 1, 1, 0, 0], [1, 1, 0, 0, 0], [1, 1, 1, 1, 1]]
     df = ev.evaluate_perplexity((lm, CharTokenizer()), texts, name="const", task="toy")
@@ -204,6 +207,10 @@ def test_uniform_model_has_perplexity_equal_to_vocabulary_size():
             return SimpleNamespace(logits=torch.zeros(*input_ids.shape, 10))
 
     assert ev.perplexity((Uniform(), CharTokenizer()), ["abc", "a", "cab"]) == pytest.approx(10.0)
+    df = ev.evaluate_perplexity((Uniform(), CharTokenizer()), ["abc", "a", "cab"], name="u")
+    # every text has perplexity 10, so every bootstrap resample does too
+    assert df.iloc[0][["value", "ci_low", "ci_high", "n", "tokens"]].tolist() == \
+        pytest.approx([10.0, 10.0, 10.0, 3, 7])
 
 
 @pytest.fixture(scope="module")

@@ -228,3 +228,25 @@ def test_save_figure_atomic(tmp_path):
     p = plots.save_figure(fig, tmp_path / "a.png")
     assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [f.name for f in tmp_path.iterdir()] == ["a.png"]
+
+
+def test_no_plot_function_shows_or_registers_with_pyplot(monkeypatch):
+    import matplotlib.pyplot as plt
+
+    def no_show(*a, **k):
+        raise AssertionError("a plot function called show()")
+
+    monkeypatch.setattr(plt, "show", no_show)
+    monkeypatch.setattr(Figure, "show", no_show)
+    plt.close("all")
+    sweep = pd.DataFrame([{**ev.row("s", task, "accuracy", 0.5, 10, 0.4, 0.6), "t": t}
+                          for t in (0.0, 1.0) for task in ("a", "b")])
+    votes = sweep.rename(columns={"t": "N"}).assign(N=lambda d: d["N"] * 2 + 2)
+    tv = pd.DataFrame([{"model": "m", "layer": 0, "kind": "q_proj", "norm": 1.0,
+                        "relative": 0.1}])
+    routing = pd.DataFrame([{"prompt_set": "a", "layer": 0, "expert": 0, "share": 1.0}])
+    figs = [plots.plot_accuracy(_acc_frame()), plots.plot_interpolation_sweep(sweep),
+            plots.plot_task_vector_norms(tv), plots.plot_routing_share(routing),
+            plots.plot_vote_scaling(votes)]
+    assert all(isinstance(f, Figure) for f in figs)
+    assert plt.get_fignums() == []  # nothing left open in pyplot's global state
