@@ -86,9 +86,7 @@ def _kind_of(value_type: Any) -> tuple[str, bool]:
     return {bool: "bool", int: "int", float: "float", str: "str"}.get(value_type, "float"), nullable
 
 
-@functools.lru_cache(maxsize=1)
-def merge_methods() -> dict[str, MethodInfo]:
-    """Every merge method registered in the installed mergekit, by name."""
+def _methods_from_mergekit() -> dict[str, MethodInfo]:
     from mergekit.merge_methods import registered_methods
 
     out: dict[str, MethodInfo] = {}
@@ -106,9 +104,7 @@ def merge_methods() -> dict[str, MethodInfo]:
     return out
 
 
-@functools.lru_cache(maxsize=1)
-def moe_architectures() -> dict[str, str]:
-    """mergekit's MoE output architectures: the value for ``architecture`` -> its display name."""
+def _moe_architectures_from_mergekit() -> dict[str, str]:
     from mergekit.moe import ALL_OUTPUT_ARCHITECTURES
 
     out = {}
@@ -116,6 +112,120 @@ def moe_architectures() -> dict[str, str]:
         name = arch.name()
         out[name.split()[0].lower()] = name
     return out
+
+
+# Importing mergekit's registry pulls in torch, transformers and peft (10 s or more on a small
+# machine), only to read a few names and defaults. What it declares is therefore kept in a
+# snapshot (JSON in the user's cache), keyed by mergekit's version and the files of its method
+# registry and MoE package, and rebuilt from mergekit itself whenever any of them changes.
+# ``LLMCOMBO_MERGEKIT_SNAPSHOT=0`` reads mergekit every time.
+SNAPSHOT_FORMAT = 1
+
+
+def _mergekit_fingerprint() -> dict | None:
+    """Version and file stamps of the installed mergekit, found without importing it."""
+    import importlib.metadata
+    import importlib.util
+    import os
+
+    try:
+        spec = importlib.util.find_spec("mergekit")
+        version = importlib.metadata.version("mergekit")
+    except (ImportError, ValueError, importlib.metadata.PackageNotFoundError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    root = list(spec.submodule_search_locations)[0]
+    stamps = []
+    for sub in ("merge_methods", "moe"):
+        folder = os.path.join(root, sub)
+        try:
+            names = sorted(n for n in os.listdir(folder) if n.endswith(".py"))
+        except OSError:
+            return None
+        for n in names:
+            st = os.stat(os.path.join(folder, n))
+            stamps.append(f"{sub}/{n}:{st.st_size}:{st.st_mtime_ns}")
+    return {"format": SNAPSHOT_FORMAT, "mergekit": version, "path": os.path.abspath(root),
+            "files": stamps}
+
+
+def _snapshot_path(fingerprint: dict):
+    import hashlib
+    import json
+    import os
+    from pathlib import Path
+
+    digest = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
+    cache = os.environ.get("XDG_CACHE_HOME", "").strip() or "~/.cache"
+    return Path(cache).expanduser() / "llmcombo" / f"mergekit-{fingerprint['mergekit']}-{digest}.json"
+
+
+def _encode_methods(methods: dict[str, MethodInfo]) -> dict:
+    import dataclasses
+
+    return {name: dataclasses.asdict(m) for name, m in methods.items()}
+
+
+def _decode_methods(raw: dict) -> dict[str, MethodInfo]:
+    out = {}
+    for name, m in raw.items():
+        m = dict(m)
+        m["params"] = tuple(ParamInfo(**p) for p in m["params"])
+        out[name] = MethodInfo(**m)
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def mergekit_snapshot() -> dict:
+    """What llmcombo reads from mergekit's registry: ``{"methods": {name: MethodInfo},
+    "moe_architectures": {value: display name}}``, from the snapshot when it matches the
+    installed mergekit, else from mergekit (and the snapshot is written for next time)."""
+    import json
+    import os
+
+    use_cache = os.environ.get("LLMCOMBO_MERGEKIT_SNAPSHOT", "1").strip().lower() not in (
+        "0", "false", "no", "off")
+    fingerprint = _mergekit_fingerprint() if use_cache else None
+    path = _snapshot_path(fingerprint) if fingerprint else None
+    if path is not None:
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            if raw.get("fingerprint") == fingerprint:
+                return {"methods": _decode_methods(raw["methods"]),
+                        "moe_architectures": dict(raw["moe_architectures"])}
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # missing or stale: read mergekit below
+    snap = {"methods": _methods_from_mergekit(), "moe_architectures": _moe_architectures_from_mergekit()}
+    if path is not None:
+        try:
+            import tempfile
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            text = json.dumps({"fingerprint": fingerprint, "methods": _encode_methods(snap["methods"]),
+                               "moe_architectures": snap["moe_architectures"]}, indent=1)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".mergekit-", suffix=".json")
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as f:
+                    f.write(text)
+                os.chmod(tmp, 0o644)
+                os.replace(tmp, path)
+            except BaseException:
+                os.unlink(tmp)
+                raise
+        except (OSError, TypeError, ValueError):
+            pass  # a read-only cache only costs the import next time
+    return snap
+
+
+def merge_methods() -> dict[str, MethodInfo]:
+    """Every merge method registered in the installed mergekit, by name."""
+    return mergekit_snapshot()["methods"]
+
+
+def moe_architectures() -> dict[str, str]:
+    """mergekit's MoE output architectures: the value for ``architecture`` -> its display name."""
+    return mergekit_snapshot()["moe_architectures"]
 
 
 @functools.lru_cache(maxsize=1)
