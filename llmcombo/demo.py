@@ -478,7 +478,7 @@ def _report(results, sweep, votes, routing, samples, meta, figures) -> str:
         "",
         "Two specialists fine-tuned from one base (the llmcombo zoo) are combined by weight-space "
         "merges, a mixture of experts and two runtime ensembles; every product, both parents and "
-        f"the base answer the first {n} held-out prompts of each task (exact match of the "
+        f"the base answer {_first(meta, 'limit', n)} of each task (exact match of the "
         "normalised command; 95 % Wilson intervals).",
         "",
         "## Accuracy",
@@ -504,6 +504,9 @@ def _report(results, sweep, votes, routing, samples, meta, figures) -> str:
         "",
         "## Slerp sweep between the specialists",
         "",
+        f"Slerp merges of the two specialists at weight t (0 = domotica, 1 = tiempo), each run "
+        f"and cached by configuration hash, on {_first(meta, 'sweep_limit')} of each task.",
+        "",
         "![sweep](sweep.png)",
         "",
         _small_table(sweep, "t"),
@@ -518,14 +521,18 @@ def _report(results, sweep, votes, routing, samples, meta, figures) -> str:
         "## Mixture of experts: which expert the gates choose",
         "",
         "Share of the held-out prompts' tokens routed to each expert (expert 0 is the domotica "
-        "specialist, expert 1 tiempo), per layer.",
+        f"specialist, expert 1 tiempo), per layer, on {_first(meta, 'routing_limit')} of each "
+        "task. mergekit's MoE builder takes only the MLPs from the experts; attention, "
+        "embeddings, norms and the output head come from the MoE's base model (the configured "
+        "`base_model`).",
         "",
         "![moe routing](moe_routing.png)",
         "",
         "## Vote accuracy as N grows",
         "",
         f"Both specialists answer s times each (temperature {VOTE_TEMPERATURE}, seed 0); the "
-        "most frequent command wins, ties go to the higher mean log-probability.",
+        "most frequent command wins, ties go to the higher mean log-probability; "
+        f"{_first(meta, 'vote_limit')} of each task.",
         "",
         "![vote scaling](vote_scaling.png)",
         "",
@@ -545,6 +552,14 @@ def _report(results, sweep, votes, routing, samples, meta, figures) -> str:
                   "sweep.csv, vote_scaling.csv, task_vectors.csv, moe_routing.csv, samples.csv, "
                   "demo.json.", ""]
     return "\n".join(lines)
+
+
+def _first(meta, key: str, n: int | None = None) -> str:
+    """'the first 100 held-out prompts' / 'all held-out prompts' for a settings limit."""
+    limit = meta["settings"].get(key)
+    if limit is None:
+        return f"all {n} held-out prompts" if n else "all held-out prompts"
+    return f"the first {limit} held-out prompts"
 
 
 def _small_table(df, key: str) -> str:
