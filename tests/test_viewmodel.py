@@ -160,6 +160,31 @@ def test_generated_yaml_equals_the_core_generator():
     assert "merge_method: ties" in text
 
 
+def test_live_previews_follow_every_change_and_equal_the_core():
+    vm = ties_form()
+    key = "merge.models[0].parameters.density"
+    seen = set()
+    for text in ("0.5", "0.7", "1.5", "0.25"):
+        vm.set_text(key, text)
+        assert vm.yaml_preview == dump_yaml(vm.data)
+        if vm.can_generate:
+            assert vm.mergekit_preview == generate_yaml(vm.data, resolve=False)
+            assert f"density: {text}" in vm.mergekit_preview
+        else:
+            assert vm.mergekit_preview.startswith("# fix 1 error")
+        seen.add(vm.mergekit_preview)
+    assert len(seen) == 4
+    vm.choose("merge.method", "linear")  # a switch, then back: the preview is recomputed
+    assert "merge_method: linear" in vm.mergekit_preview
+    assert vm.mergekit_preview == generate_yaml(vm.data, resolve=False)
+    vm.choose("merge.method", "ties")
+    assert vm.mergekit_preview == generate_yaml(vm.data, resolve=False)
+    assert vm.load_yaml("merge:\n  method: slerp\n  base_model: zoo:base\n  models:\n"
+                        "    - model: zoo:base\n    - model: zoo:tiempo\n  parameters:\n    t: 0.3\n")
+    assert vm.mergekit_preview == generate_yaml(vm.data, resolve=False)
+    assert "merge_method: slerp" in vm.mergekit_preview
+
+
 @pytest.mark.parametrize("preset", ["ties", "slerp", "linear", "dare_ties", "moe", "passthrough"])
 def test_presets_load_and_generate_like_the_core(preset):
     vm = FormModel()

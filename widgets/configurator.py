@@ -6,6 +6,12 @@ options, messages, children), and only nodes that did not exist before get new w
 trait to the value it already has sends nothing to the browser, so switching the merge method
 only touches the fields that appear, disappear or change their domain.
 
+A node that leaves the view is *hidden* (``layout.display = "none"``), not taken out of its box:
+the browser's widget manager re-creates every child view after the first change in a box's
+children list, so removing the base model field when switching TIES -> Linear would rebuild the
+whole models list in the page. Hidden widgets keep their place, and showing them again (Linear
+-> TIES) is a style change. A box's children only change when a node is shown for the first time.
+
 Widgets only render and forward events to :class:`~llmcombo_widgets.viewmodel.FormModel`; the
 logic lives there. Every widget carries stable CSS classes (``llmcombo-...``) for tests and themes:
 ``llmcombo-field``, ``llmcombo-key-<path>`` (``merge.models[0].model`` ->
@@ -73,6 +79,40 @@ def _children(box: W.Box, children: list) -> None:
         box.children = new
 
 
+def _display(widget: W.Widget, shown: bool) -> None:
+    want = None if shown else "none"
+    if widget.layout.display != want:
+        widget.layout.display = want
+
+
+def _mount(box: W.Box, kids: list, dead: set) -> None:
+    """Show ``kids`` in ``box`` in this order; children shown before and not now stay in the box,
+    hidden. ``dead`` holds replaced widgets, which are dropped."""
+    order = [w for w in box.children if w not in dead]
+    merged = list(order)
+    at = {w: i for i, w in enumerate(merged)}
+    last = -1
+    for k in kids:
+        i = at.get(k)
+        if i is None:  # first time shown: right after the previous visible one
+            merged.insert(last + 1, k)
+            at = {w: j for j, w in enumerate(merged)}
+            last += 1
+        elif i > last:
+            last = i
+        else:  # the order changed: the visible ones in order, the hidden ones after them
+            shown = set(kids)
+            merged = list(kids) + [w for w in order if w not in shown]
+            break
+    shown = set(kids)
+    for w in merged:
+        if w not in shown:
+            _display(w, False)
+    for k in kids:
+        _display(k, True)
+    _children(box, merged)
+
+
 class _FieldWidget:
     """Label, typed input, messages (and for model references a Check button)."""
 
@@ -133,12 +173,19 @@ class _FieldWidget:
         if fv.kind in ("enum", "bool"):
             index = next((i for i, c in enumerate(fv.choices) if c[1] == fv.value
                           and type(c[1]) is type(fv.value)), 0)
+            # the labels follow the selection ("(default: yes)"): updated in place
+            _set(self.input, options=tuple(c[0] for c in fv.choices))
             _set(self.input, index=index, tooltip=tip)
         else:
             _set(self.input, value=fv.text, placeholder=fv.placeholder, tooltip=tip)
             if fv.kind == "enum_open":
-                _set(self.input, options=[str(c[1]) for c in fv.choices])
+                _set(self.input, options=tuple(str(c[1]) for c in fv.choices))
         _set(self.issues, value=issues_html(fv.issues))
+
+    def hide(self) -> None:
+        """The field left the form: its widget stays (hidden) for when it comes back; its
+        messages go, so nothing stale is left in the page."""
+        _set(self.issues, value="")
 
     # events -> view-model
     def _on_text(self, change) -> None:
@@ -178,6 +225,8 @@ class Configurator:
         self.on_error = on_error
         self._fields: dict[str, _FieldWidget] = {}
         self._boxes: dict[str, dict] = {}
+        self._dead: set = set()  # replaced widgets, dropped from their boxes
+        self._shown: set[str] = set()  # field keys in the last render
         self.renders = 0
         self.last_render_ms = 0.0
         self._build_chrome()
@@ -285,8 +334,14 @@ class Configurator:
         self.syncing = True
         try:
             view = self.vm.view()
+            before, self._shown = self._shown, set()
             root = self._render(view)
             _children(self.form_box, [root])
+            for key in before - self._shown:
+                fw = self._fields.get(key)
+                if fw is not None:
+                    fw.hide()
+            self._dead.clear()
             self._render_chrome()
         finally:
             self.syncing = False
@@ -328,9 +383,12 @@ class Configurator:
     def _render_field(self, fv: FieldView) -> W.Widget:
         fw = self._fields.get(fv.key)
         if fw is None or fw.signature != fv.signature:
+            if fw is not None:
+                self._dead.add(fw.box)
             fw = _FieldWidget(fv, self)
             self._fields[fv.key] = fw
         fw.update(fv)
+        self._shown.add(fv.key)
         return fw.box
 
     def _entry(self, kind: str, key: str, make: Callable[[], dict]) -> dict:
@@ -375,7 +433,7 @@ class Configurator:
         kids += [self._render(p) for p in sec.parts]
         if sec.index is not None:
             e["box"].add_class("llmcombo-list-item")
-        _children(e["box"], kids)
+        _mount(e["box"], kids, self._dead)
         return e["box"]
 
     def _remove(self, e: dict) -> None:
@@ -401,7 +459,7 @@ class Configurator:
         kids = [e["cb"], e["issues"]]
         if t.body is not None:
             kids.append(self._render(t.body))
-        _children(e["box"], kids)
+        _mount(e["box"], kids, self._dead)
         return e["box"]
 
     def _render_choice(self, c: ChoiceView) -> W.Widget:
@@ -430,7 +488,7 @@ class Configurator:
 
         e = self._entry("choice", c.key, make)
         if e["sig"] != sig:  # the options changed (a plugin added a family): rebuild
-            self._boxes.pop(f"choice:{c.key}")
+            self._dead.add(self._boxes.pop(f"choice:{c.key}")["box"])
             e = self._entry("choice", c.key, make)
         if c.multiple:
             for cb, (_label, name) in zip(e["input"].children, c.options):
@@ -442,7 +500,7 @@ class Configurator:
                  if c.descriptions.get(n) and n not in with_body]
         _set(e["help"], value="<br>".join(helps))
         kids = [e["input"], e["help"]] + [self._render(b) for b in c.bodies]
-        _children(e["box"], kids)
+        _mount(e["box"], kids, self._dead)
         return e["box"]
 
     def _on_multi(self, instance: str, gi: int, name: str, change) -> None:
@@ -477,7 +535,7 @@ class Configurator:
                                f"({len(lv.items)}; {lv.minimum} to {hi})</span>")
         _set(e["add"], disabled=not lv.can_add)
         _set(e["issues"], value=issues_html(lv.issues))
-        _children(e["box"], [e["header"], e["issues"]] + [self._render(s) for s in lv.items])
+        _mount(e["box"], [e["header"], e["issues"]] + [self._render(s) for s in lv.items], self._dead)
         return e["box"]
 
 

@@ -17,9 +17,19 @@ import ipywidgets as W
 
 from llmcombo_widgets.configurator import CSS, Configurator, _set, issues_html
 from llmcombo_widgets.jobs import CANCELLED, DONE, FAILED, RUNNING, Job
-from llmcombo_widgets.viewmodel import FormModel
+from llmcombo_widgets.viewmodel import FormModel, preload
 from llmcombo_widgets.workbench import (EvaluateModel, PlaygroundModel, PublishModel, RunModel,
                                         figure_png, trace_rows)
+
+
+def _process_started() -> float | None:
+    """When this process (the kernel, under Voila) started, in seconds since the epoch."""
+    try:
+        import psutil
+
+        return psutil.Process().create_time()
+    except Exception:  # psutil comes with ipykernel; a missing stamp only loses a figure
+        return None
 
 
 def _table(rows, cls: str = "") -> str:
@@ -392,11 +402,20 @@ class PublishPanel:
 
 
 class App:
-    """The whole workbench: ``App().widget``."""
+    """The whole workbench: ``App().widget``.
+
+    Only the Configure tab is built up front; the Run, Evaluate, Ensembles and Publish panels are
+    built the first time their tab is shown (or their attribute is used), so the page has fewer
+    widgets to create when it opens. Their view-models exist from the start."""
 
     TABS = ("Configure", "Run", "Evaluate", "Ensembles", "Publish")
 
-    def __init__(self, data: dict | None = None, *, out_root: str | None = None):
+    def __init__(self, data: dict | None = None, *, out_root: str | None = None,
+                 preload_after: float | None = 3.0):
+        """``preload_after``: seconds after the build (or the first edit, whichever comes first)
+        to start importing mergekit's models, and with them torch, in a thread: the first valid
+        form (its live mergekit YAML) and the first Run then do not wait for them. None leaves
+        them to be imported on first use."""
         import os
 
         t0 = time.perf_counter()
@@ -407,40 +426,76 @@ class App:
         self.evaluate_model = EvaluateModel(self.run_model)
         self.playground_model = PlaygroundModel(self.form)
         self.publish_model = PublishModel(self.run_model)
-        self.run_panel = RunPanel(self.run_model, on_done=self._on_run_done)
-        self.evaluate_panel = EvaluatePanel(self.evaluate_model)
-        self.playground_panel = PlaygroundPanel(self.playground_model)
-        self.publish_panel = PublishPanel(self.publish_model)
-        self.tabs = W.Tab(children=[self.configurator.widget, self.run_panel.widget,
-                                    self.evaluate_panel.widget, self.playground_panel.widget,
-                                    self.publish_panel.widget])
+        self._panels: dict[str, Any] = {}
+        # one box per tab; a panel moves into its box when first shown
+        self._slots = [self.configurator.widget] + [W.VBox() for _ in self.TABS[1:]]
+        for name, slot in zip(self.TABS[1:], self._slots[1:]):
+            slot.add_class(f"llmcombo-tab-{name.lower()}")
+        self.tabs = W.Tab(children=self._slots)
         for i, title in enumerate(self.TABS):
             self.tabs.set_title(i, title)
         self.tabs.add_class("llmcombo-tabs")
         self.tabs.observe(self._on_tab, "selected_index")
-        self.form.subscribe(lambda _f: self.run_panel.refresh())
-        self.run_panel.refresh()
+        self.form.subscribe(self._on_form)
         self.build_seconds = time.perf_counter() - t0
-        ready = W.HTML(f"<span class='llmcombo-help' data-build-seconds='{self.build_seconds:.3f}'>"
-                       "llmcombo workbench</span>")
+        self.built_at = time.time()
+        started = _process_started()
+        stamps = f" data-built-at='{self.built_at:.3f}'"
+        if started is not None:
+            stamps += f" data-kernel-started='{started:.3f}'"
+        ready = W.HTML(f"<span class='llmcombo-help' data-build-seconds='{self.build_seconds:.3f}'"
+                       f"{stamps}>llmcombo workbench</span>")
         ready.add_class("llmcombo-ready")
         self.widget = W.VBox([W.HTML(CSS), W.HTML("<h2 style='margin:4px 0'>llmcombo</h2>"),
                               self.tabs, ready])
         self.widget.add_class("llmcombo-app")
+        self.preloading = preload(delay=preload_after) if preload_after is not None else None
+
+    # -- panels, built on first use ------------------------------------------------------------
+    def _panel(self, name: str):
+        panel = self._panels.get(name)
+        if panel is None:
+            if name == "Run":
+                panel = RunPanel(self.run_model, on_done=self._on_run_done)
+            elif name == "Evaluate":
+                panel = EvaluatePanel(self.evaluate_model)
+            elif name == "Ensembles":
+                panel = PlaygroundPanel(self.playground_model)
+            else:
+                panel = PublishPanel(self.publish_model)
+            self._panels[name] = panel
+            self._slots[self.TABS.index(name)].children = (panel.widget,)
+            if name == "Run":
+                panel.refresh()
+        return panel
+
+    @property
+    def run_panel(self) -> RunPanel:
+        return self._panel("Run")
+
+    @property
+    def evaluate_panel(self) -> EvaluatePanel:
+        return self._panel("Evaluate")
+
+    @property
+    def playground_panel(self) -> PlaygroundPanel:
+        return self._panel("Ensembles")
+
+    @property
+    def publish_panel(self) -> PublishPanel:
+        return self._panel("Publish")
+
+    def _on_form(self, _form) -> None:
+        if self.preloading is not None:
+            self.preloading.now()  # the user is at work: the first valid form is coming
+        if "Run" in self._panels:
+            self._panels["Run"].refresh()
 
     def _on_tab(self, change) -> None:
         i = change["new"]
-        if i is None:
+        if i is None or i == 0:
             return
-        name = self.TABS[i]
-        if name == "Run":
-            self.run_panel.refresh()
-        elif name == "Evaluate":
-            self.evaluate_panel.refresh()
-        elif name == "Ensembles":
-            self.playground_panel.refresh()
-        elif name == "Publish":
-            self.publish_panel.refresh()
+        self._panel(self.TABS[i]).refresh()
 
     def _on_run_done(self, result: Any) -> None:
         from pathlib import Path

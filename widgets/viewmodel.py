@@ -65,8 +65,9 @@ class FieldView:
 
     @property
     def signature(self) -> tuple:
-        """What decides the widget type (a change rebuilds the widget; anything else updates it)."""
-        return (self.kind, tuple(c[0] for c in self.choices))
+        """What decides the widget type (a change rebuilds the widget; anything else, choices
+        included, updates it in place)."""
+        return (self.kind,)
 
 
 @dataclass
@@ -253,6 +254,57 @@ def describe_domain(t: AttrType) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# heavy imports, ahead of need
+# ---------------------------------------------------------------------------------------------
+
+# The live mergekit YAML checks the generated document with mergekit's pydantic models; importing
+# them pulls in torch, transformers and peft (10 s or more on a small machine). The form itself
+# needs none of it, so the dashboard is built without them and :func:`preload` imports them in a
+# thread while the user fills the form: the first valid configuration does not freeze the page.
+PRELOAD_MODULES = ("mergekit.config", "mergekit.moe.config")
+
+
+class Preload:
+    """Imports ``modules`` in a daemon thread, ``delay`` seconds after it is made or at once when
+    :meth:`now` is called (the user started editing). An import error is left for the code that
+    needs the module to report."""
+
+    def __init__(self, modules: tuple[str, ...] = PRELOAD_MODULES, delay: float = 0.0):
+        import threading
+
+        self.modules = tuple(modules)
+        self._go = threading.Event()
+        if delay <= 0:
+            self._go.set()
+        self.thread = threading.Thread(target=self._work, args=(delay,), name="llmcombo-preload",
+                                       daemon=True)
+        self.thread.start()
+
+    def _work(self, delay: float) -> None:
+        import importlib
+
+        self._go.wait(delay)
+        for name in self.modules:
+            try:
+                importlib.import_module(name)
+            except Exception:  # noqa: BLE001 - reported where the module is used
+                pass
+
+    def now(self) -> None:
+        self._go.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self._go.set()
+        self.thread.join(timeout)
+        return not self.thread.is_alive()
+
+
+def preload(modules: tuple[str, ...] = PRELOAD_MODULES, delay: float = 0.0) -> Preload:
+    """Start importing ``modules`` in the background (see :class:`Preload`)."""
+    return Preload(modules, delay)
+
+
+# ---------------------------------------------------------------------------------------------
 # the form model
 # ---------------------------------------------------------------------------------------------
 
@@ -281,6 +333,7 @@ class FormModel:
         self._listeners: list[Listener] = []
         self._view: SectionView | None = None
         self._index: dict[str, Any] = {}
+        self._previews: dict[str, str] = {}  # yaml / mergekit text of the current state
         self._set(data if data is not None else self.initial_data())
 
     # -- state ------------------------------------------------------------------------------
@@ -324,6 +377,7 @@ class FormModel:
         self.issues, self.selection = self.model.analyse(self.data)
         self._view = None
         self._index = {}
+        self._previews = {}
 
     def _changed(self) -> None:
         self._revalidate()
@@ -357,9 +411,12 @@ class FormModel:
     @property
     def yaml_preview(self) -> str:
         """The configuration as YAML (what Save writes)."""
-        from llmcombo.configuration import dump_yaml
+        text = self._previews.get("yaml")
+        if text is None:
+            from llmcombo.configuration import dump_yaml
 
-        return dump_yaml(self.data)
+            text = self._previews["yaml"] = dump_yaml(self.data)
+        return text
 
     @property
     def mergekit_preview(self) -> str:
@@ -367,10 +424,24 @@ class FormModel:
         if not self.can_generate:
             n = len(self.errors)
             return f"# fix {n} error{'s' if n != 1 else ''} to see the generated configuration"
-        try:
-            return self.generate_yaml(resolve=False)
-        except Exception as exc:  # a UserError from mergekit's own schema
-            return f"# {getattr(exc, 'message', exc)}"
+        text = self._previews.get("mergekit")
+        if text is None:
+            try:
+                text = self._generate_valid()
+            except Exception as exc:  # a UserError from mergekit's own schema
+                text = f"# {getattr(exc, 'message', exc)}"
+            self._previews["mergekit"] = text
+        return text
+
+    def _generate_valid(self, resolve: bool = False) -> str:
+        """The core's generator on a state already known to have no errors (the feature model's
+        validation has run on this state: it is not repeated)."""
+        from llmcombo.configuration import dump_yaml
+        from llmcombo.generate import to_mergekit
+
+        _kind, doc = to_mergekit(self.configuration(), self.base_dir, resolve=resolve,
+                                 validate=False)
+        return dump_yaml(doc)
 
     # -- the view ---------------------------------------------------------------------------
     def view(self) -> SectionView:
