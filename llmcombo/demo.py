@@ -511,6 +511,16 @@ def _report(results, sweep, votes, routing, samples, meta, figures) -> str:
         "",
         _small_table(sweep, "t"),
         "",
+        "## Perplexity of the single models",
+        "",
+        "Perplexity of each single model on the same held-out examples, written out in full "
+        "(`[ORDEN] prompt [COMANDO] command`), every token after the first counted. The zoo "
+        "specialists were fine-tuned with the loss on the command only, so this number mostly "
+        "measures the prompt words and is no proxy for task accuracy.",
+        "",
+        _small_table(results[results["metric"] == "perplexity"], "product", fmt="{:.1f}",
+                     order=[p for p in PRODUCTS if p in set(results["product"])]),
+        "",
         "## What fine-tuning changed",
         "",
         "Relative norm of each specialist's task vector (fine-tuned minus base weights) per layer "
@@ -562,11 +572,14 @@ def _first(meta, key: str, n: int | None = None) -> str:
     return f"the first {limit} held-out prompts"
 
 
-def _small_table(df, key: str) -> str:
+def _small_table(df, key: str, fmt: str = "{:.1%}", order=None) -> str:
     piv = df.pivot_table(index=key, columns="task", values="value", sort=True)
+    if order is not None:
+        piv = piv.loc[[o for o in order if o in piv.index]]
     head = f"| {key} | " + " | ".join(piv.columns) + " |"
     sep = "|---:|" + "---:|" * len(piv.columns)
-    body = [f"| {idx:g} | " + " | ".join(f"{v:.1%}" for v in r) + " |"
+    label = lambda idx: f"{idx:g}" if isinstance(idx, (int, float)) else str(idx)  # noqa: E731
+    body = [f"| {label(idx)} | " + " | ".join(fmt.format(v) for v in r) + " |"
             for idx, r in zip(piv.index, piv.values)]
     return "\n".join([head, sep] + body)
 

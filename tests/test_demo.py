@@ -84,6 +84,11 @@ def test_quick_demo_figures_and_report(demo_run):
         (row,) = [line for line in table if line.startswith(f"| {r.product} |")]
         assert cell in row, (r.product, r.task, cell, row)
         assert cell in printed[r.product], (r.product, r.task)
+    ppl_section = report.split("## Perplexity", 1)[1].split("\n## ", 1)[0]
+    ppl = pd.read_csv(out / "results.csv").query("metric == 'perplexity'")
+    for r in ppl.itertuples():
+        (row,) = [line for line in ppl_section.splitlines() if line.startswith(f"| {r.product} |")]
+        assert f"{r.value:.1f}" in row, (r.product, r.task)
     # the verdict of every combination is there (and nothing is claimed for the parents)
     for prod in set(D.PRODUCTS) - set(D.PARENTS):
         assert re.search(rf"^- \*\*{prod}\*\*: .*(keeps both|loses)", report, re.M), prod
