@@ -282,6 +282,24 @@ def test_a_judge_function_picks_a_known_command(zoo):
     assert a.trace["judge_scores"] == {"LUZ_XX OF": 0.0, "LUZ_SL OFF": 1.0}
 
 
+def test_a_judge_model_picks_the_answer_it_finds_most_likely(data):
+    """Three different models answer; zoo:domotica as the judge scores each distinct answer and
+    picks the home-automation command on a home-automation order."""
+    from llmcombo.ensemble import load_product
+
+    vote = load_product({"ensemble": {"vote": {
+        "members": [{"model": TIEMPO}, {"model": "zoo:base"}, {"model": DOMOTICA}],
+        "sampling": {"temperature": 0.0}, "decide": "judge",
+        "judge": {"kind": "model", "model": DOMOTICA}}}})
+    examples = data["domotica"][:6]
+    for a, e in zip(vote.answer_batch([x.prompt for x in examples]), examples):
+        by_member = {s["member"]: s["answer"] for s in a.trace["samples"]}
+        assert a.trace["decided_by"] == "judge"
+        assert len(a.trace["judge_scores"]) == len(a.trace["votes"]) == 3  # three answers
+        assert a.text == by_member[DOMOTICA] and correct(a.text, e.expected)
+        assert a.trace["judge_scores"][a.text] == max(a.trace["judge_scores"].values())
+
+
 # ---------------------------------------------------------------------------------------------
 # router
 # ---------------------------------------------------------------------------------------------
@@ -356,6 +374,36 @@ def test_fallback_when_the_selector_answers_garbage_or_is_unsure(data):
     kw = load_product(router_config({"kind": "keywords"}, with_keywords()))
     d = kw.route(["xyz qwerty"])[0]
     assert d["fallback"] and d["route"] == "LLM1" and "no keyword" in d["reason"]
+
+
+@pytest.mark.parametrize("layer", [0, 1, 2, -1, -2])
+def test_embedding_layers_match_a_full_forward_pass(zoo, layer):
+    """A shallow layer stops the forward pass early; the vectors are the full pass's."""
+    import torch
+
+    from llmcombo.ensemble import load_model
+    from llmcombo.ensemble.members import embed
+
+    lm = load_model("zoo:base")
+    texts = ["[ORDEN] apaga la luz del salon [COMANDO]", "[ORDEN] llueve en vigo [COMANDO]"]
+    enc = lm.tokenizer(texts, return_tensors="pt", padding=True)  # left padding
+    positions = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+    with torch.inference_mode():
+        states = lm.model.base_model(**enc, position_ids=positions,
+                                     output_hidden_states=True).hidden_states
+    mask = enc["attention_mask"].unsqueeze(-1).float()
+    want = torch.nn.functional.normalize((states[layer] * mask).sum(1) / mask.sum(1), dim=-1)
+    assert torch.allclose(embed(lm, texts, layer), want, atol=1e-4)
+
+
+def test_a_layer_the_model_does_not_have_is_a_user_error(zoo):
+    from llmcombo.ensemble import load_product
+
+    router = load_product(router_config({"kind": "embedding", "model": "zoo:base", "layer": 9},
+                                        with_examples()))
+    with pytest.raises(UserError, match="layer 9") as exc:
+        router.answer("apaga la luz")
+    assert exc.value.field == "ensemble.router.selector.layer"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -298,25 +298,74 @@ def _positions(mask):
     return (mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
+class _StopForward(Exception):
+    """Raised by a forward hook to end a forward pass once the wanted layer has run."""
+
+    def __init__(self, hidden):
+        super().__init__()
+        self.hidden = hidden
+
+
+def _decoder_layers(model):
+    """The decoder layers of a transformers causal LM (Llama/Mistral/Qwen: ``layers``, GPT-2:
+    ``h``), or None for a layout we do not know."""
+    import torch
+
+    base = model.base_model
+    for name in ("layers", "h"):
+        layers = getattr(base, name, None)
+        if isinstance(layers, torch.nn.ModuleList):
+            return layers
+    return None
+
+
 def embed(lm: LoadedModel, texts: Sequence[str], layer: int = -1,
           batch_size: int = BATCH_SIZE):
-    """Mean-pooled hidden states of ``layer`` (-1: last; 0: token embeddings only, no forward
-    pass), L2-normalised: a float32 tensor ``(len(texts), hidden)`` on the CPU."""
+    """Mean-pooled hidden states of ``layer``, L2-normalised: a float32 tensor
+    ``(len(texts), hidden)`` on the CPU.
+
+    ``layer`` counts like ``output_hidden_states``: 0 is the token embeddings (no transformer
+    layer runs), ``k`` the output of the k-th decoder layer, -1 the last hidden state (after the
+    final norm), -2 the layer before it... A forward pass stops right after layer ``k`` (a forward
+    hook ends it), so a shallow layer costs a fraction of a full pass."""
     import torch
 
     tok, model = lm.tokenizer, lm.model
+    layers = _decoder_layers(model)
+    n_layers = len(layers) if layers is not None else model.config.num_hidden_layers
+    k = layer if layer >= 0 else n_layers + 1 + layer
+    if not 0 <= k <= n_layers:
+        raise UserError(f"layer {layer} does not exist: the model has {n_layers} layers "
+                        f"(0 to {n_layers}, or -1 to -{n_layers + 1} from the end).",
+                        field="ensemble.router.selector.layer",
+                        hint="Use -1 (the last hidden state) or a smaller layer.")
     outs = []
     with lm.lock, torch.inference_mode():
         for start in range(0, len(texts), batch_size):
             enc = tok(list(texts[start: start + batch_size]), return_tensors="pt",
                       padding=True).to(lm.device)
-            if layer == 0:
+            if k == 0:
                 h = model.get_input_embeddings()(enc["input_ids"])
             else:
                 base = model.base_model
-                res = base(**enc, position_ids=_positions(enc["attention_mask"]),
-                           output_hidden_states=layer != -1)
-                h = res.last_hidden_state if layer == -1 else res.hidden_states[layer]
+                kwargs = dict(enc, position_ids=_positions(enc["attention_mask"]),
+                              use_cache=False)
+                if k == n_layers:  # the last hidden state, final norm included
+                    h = base(**kwargs).last_hidden_state
+                elif layers is not None:
+                    def stop(_module, _inputs, output):
+                        raise _StopForward(output[0] if isinstance(output, tuple) else output)
+
+                    handle = layers[k - 1].register_forward_hook(stop)
+                    try:
+                        base(**kwargs)
+                        raise RuntimeError("the forward pass did not reach the hooked layer")
+                    except _StopForward as done:
+                        h = done.hidden
+                    finally:
+                        handle.remove()
+                else:  # unknown layout: full pass, pick the layer
+                    h = base(**kwargs, output_hidden_states=True).hidden_states[k]
             mask = enc["attention_mask"].unsqueeze(-1).to(h.dtype)
             pooled = (h * mask).sum(1) / mask.sum(1).clamp(min=1)
             outs.append(torch.nn.functional.normalize(pooled.float(), dim=-1).cpu())

@@ -11,9 +11,12 @@ confidence is in [0, 1] and the router compares it with the threshold:
     probability of the whole written sequence is not used because the tokens every label shares
     (``LL``, ``M``) carry no decision yet lower it (the zoo selector: 0.57 for a sure ``LLM2``).
 ``embedding``
-    mean-pooled hidden states of the prompt (one forward pass; ``layer: 0`` reads only the token
-    embeddings) compared by cosine with the centroid of each route's example prompts, like
-    mergekit's ``hidden`` gate mode; confidence = softmax(similarity / temperature) of the best.
+    mean-pooled hidden states of the prompt (one forward pass, stopped after ``layer``;
+    ``layer: 0`` reads only the token embeddings) compared by cosine with the centroid of each
+    route's example prompts, like mergekit's ``hidden`` gate mode; confidence =
+    softmax(similarity / temperature) of the best. On the zoo (bench/router_overhead.py) the last
+    layer routes best and costs one forward pass of zoo:base, a sizeable share of a short
+    answer; ``layer: 0`` costs almost nothing and routes a little worse.
 ``keywords``
     words of the prompt (case and accents ignored) that start with a route's keyword; confidence =
     the best route's share of the matches; no match or a tie: the fallback answers.
@@ -169,16 +172,21 @@ class KeywordSelector(Selector):
 
     def __init__(self, routes: Sequence[dict]):
         self.keywords = {r["label"]: [_fold(k) for k in (r.get("keywords") or [])] for r in routes}
+        # one compiled pattern per keyword: whole words, the last one matched by its start
+        self._patterns = {lab: [self._pattern(k) for k in kws if k]
+                          for lab, kws in self.keywords.items()}
 
     @staticmethod
-    def matches(text: str, keyword: str) -> bool:
-        words = text.split()
-        kw = keyword.split()
-        for i in range(len(words) - len(kw) + 1):
-            if all(words[i + j].startswith(k) if j == len(kw) - 1 else words[i + j] == k
-                   for j, k in enumerate(kw)):
-                return True
-        return False
+    def _pattern(keyword: str):
+        import re
+
+        return re.compile(r"(?<!\S)" + " ".join(re.escape(w) for w in keyword.split()))
+
+    @classmethod
+    def matches(cls, text: str, keyword: str) -> bool:
+        """Does ``keyword`` occur in ``text`` (both folded)? Every word but the last must match a
+        whole word; the last matches the start of a word."""
+        return cls._pattern(keyword).search(text) is not None
 
     def select(self, prompts: Sequence[str]) -> list[Choice]:
         import re
@@ -186,8 +194,8 @@ class KeywordSelector(Selector):
         out = []
         for p in prompts:
             text = " ".join(re.sub(r"[^\w\s]", " ", _fold(p)).split())
-            counts = {lab: sum(self.matches(text, k) for k in kws)
-                      for lab, kws in self.keywords.items()}
+            counts = {lab: sum(pat.search(text) is not None for pat in pats)
+                      for lab, pats in self._patterns.items()}
             total = sum(counts.values())
             if total == 0:
                 out.append(Choice(None, 0.0, None, counts, "no keyword of any route matched"))

@@ -198,7 +198,8 @@ def _router() -> Feature:
                       when=Eq(SEL_KIND, "embedding"), advanced=True,
                       ignored_hint="Only the embedding selector reads a hidden layer.",
                       description="which hidden states are compared: -1 the last layer, 0 the "
-                                  "token embeddings only (cheapest, like mergekit's cheap_embed)"),
+                                  "token embeddings only (cheapest, like mergekit's cheap_embed), "
+                                  "k the k-th layer (the forward pass stops there)"),
             Attribute("temperature", FloatType(0.0, None, min_open=True), default=0.05,
                       label="similarity temperature", when=Eq(SEL_KIND, "embedding"),
                       advanced=True, ignored_hint="Only the embedding selector uses it.",
