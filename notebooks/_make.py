@@ -48,7 +48,7 @@ def colab_markdown() -> str:
              "from PyPI (`pip install llmcombo[widgets]`). The project has not named its "
              "public repository in `pyproject.toml` yet and we have not checked that a "
              "package called `llmcombo` on PyPI is this one, so on Colab you may need to "
-             "replace that line with `%pip install -q /content/llmcombo-0.1.0-py3-none-any.whl` "
+             "replace that line with `%pip install -q \"/content/llmcombo-0.1.0-py3-none-any.whl[widgets]\"` "
              "after uploading a wheel (`python -m build` in a checkout)")
     return ("**Running on Google Colab?** The next cell installs llmcombo " + where + ". "
             "Anywhere else (a local Jupyter, Binder, the tests) it does nothing: install "
