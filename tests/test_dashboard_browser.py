@@ -3,7 +3,9 @@ with Debian's chromium. Checks the wiring end to end (configure TIES on the zoo,
 message, fix it, generate, run with progress, evaluate with a plot) and measures how fast the
 page gets ready and how fast a method switch updates the form.
 
-Screenshots go to artifacts/ (gitignored); timings to bench/results/dashboard_perf.json.
+Screenshots go to artifacts/ (gitignored); timings to bench/results/dashboard_perf.json (recorded,
+never asserted: the machine is shared). ``LLMCOMBO_UPDATE_SCREENSHOTS=1`` also copies the clean
+Configure screenshot (TIES, valid, generated) to docs/img/dashboard.png for the README.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "artifacts"
 PERF = ROOT / "bench" / "results" / "dashboard_perf.json"
+DOCS_IMG = ROOT / "docs" / "img" / "dashboard.png"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]
 
@@ -135,16 +138,23 @@ def test_dashboard_end_to_end(server):
         page.set_default_timeout(60_000)
         try:
             # -- ready for input after page load -------------------------------------------
+            perf["loadavg_before"] = [round(x, 2) for x in os.getloadavg()]
             t0 = time.monotonic()
             page.goto(server["url"], timeout=300_000)
             t_loaded = time.monotonic()
             _method_button(page, "TIES").wait_for(timeout=300_000)
-            t_ready = time.monotonic()
-            build = page.locator(".llmcombo-ready span").get_attribute("data-build-seconds")
+            t_ready, ready_epoch = time.monotonic(), time.time()
+            stamp = page.locator(".llmcombo-ready span")
+            build = stamp.get_attribute("data-build-seconds")
+            kernel_started = stamp.get_attribute("data-kernel-started")
+            built_at = stamp.get_attribute("data-built-at")
             perf["page_load_s"] = round(t_loaded - t0, 3)
             perf["ready_after_navigation_s"] = round(t_ready - t0, 3)
             perf["ready_after_page_load_s"] = round(t_ready - t_loaded, 3)
             perf["app_build_in_kernel_s"] = float(build) if build else None
+            if kernel_started and built_at:  # same machine, same clock
+                perf["kernel_start_to_built_s"] = round(float(built_at) - float(kernel_started), 3)
+                perf["ready_after_kernel_start_s"] = round(ready_epoch - float(kernel_started), 3)
 
             # -- choose TIES, zoo models ---------------------------------------------------
             _method_button(page, "TIES").click()
@@ -170,6 +180,11 @@ def test_dashboard_end_to_end(server):
             _fill(page, "merge-models-0-parameters-density", "1.5")
             err = page.locator(".llmcombo-key-merge-models-0-parameters-density .llmcombo-error")
             expect(err).to_contain_text("out of range")
+            expect(err).to_contain_text("1.5")  # in words, naming the value typed
+            field_box = page.locator(".llmcombo-key-merge-models-0-parameters-density .llmcombo-input").first
+            below = field_box.bounding_box()
+            msg_box = err.bounding_box()
+            assert below and msg_box and 0 <= msg_box["y"] - (below["y"] + below["height"]) < 60, (below, msg_box)
             color = err.evaluate("e => getComputedStyle(e).color")
             assert color == "rgb(198, 40, 40)", color
             expect(page.locator(".llmcombo-generate button, button.llmcombo-generate").first).to_be_disabled()
@@ -185,7 +200,19 @@ def test_dashboard_end_to_end(server):
             page.locator(".llmcombo-configurator .p-TabBar-tab, .llmcombo-configurator .lm-TabBar-tab",
                          has_text="mergekit YAML").first.click()
             expect(page.locator(".llmcombo-generated-preview")).to_contain_text("merge_method: ties")
+            expect(page.locator(".llmcombo-configurator .llmcombo-error:visible")).to_have_count(0)
+            expect(page.locator(".llmcombo-summary")).to_contain_text("ready to generate")
             page.screenshot(path=str(ARTIFACTS / "dashboard_configure.png"), full_page=True)
+            clean = ARTIFACTS / "dashboard_clean.png"  # the README's picture: Configure, TIES, valid
+            app_box = page.locator(".llmcombo-app").bounding_box()
+            # the page scrolls inside Voila's own container: make the whole form fit the window
+            page.set_viewport_size({"width": 1280, "height": int(app_box["y"] + app_box["height"] + 40)})
+            page.locator(".llmcombo-app").screenshot(path=str(clean))
+            page.set_viewport_size({"width": 1280, "height": 1000})
+            assert 20_000 < clean.stat().st_size < 300_000, clean.stat().st_size
+            if os.environ.get("LLMCOMBO_UPDATE_SCREENSHOTS") == "1":
+                DOCS_IMG.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(clean, DOCS_IMG)
 
             # -- time from a click (switching the method) to the updated form ------------------
             switches = []
@@ -244,8 +271,8 @@ def test_dashboard_end_to_end(server):
         finally:
             browser.close()
 
-    perf["goals"] = {"ready_after_page_load_s": 5.0, "method_switch_ms": 150.0}
+    perf["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+    perf["goals"] = {"ready_after_kernel_start_s": 5.0, "method_switch_ms": 150.0}
     print("dashboard timings:", json.dumps(perf, indent=2))
     PERF.parent.mkdir(parents=True, exist_ok=True)
-    PERF.write_text(json.dumps(perf, indent=2) + "\n")
-    assert perf["method_switch_ms_median"] <= 1000, perf  # the 150 ms goal is reported, not gated
+    PERF.write_text(json.dumps(perf, indent=2) + "\n")  # recorded figures, never asserted

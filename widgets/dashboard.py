@@ -411,11 +411,11 @@ class App:
     TABS = ("Configure", "Run", "Evaluate", "Ensembles", "Publish")
 
     def __init__(self, data: dict | None = None, *, out_root: str | None = None,
-                 preload_after: float | None = 3.0):
+                 preload_after: float | None = 10.0):
         """``preload_after``: seconds after the build (or the first edit, whichever comes first)
         to start importing mergekit's models, and with them torch, in a thread: the first valid
-        form (its live mergekit YAML) and the first Run then do not wait for them. None leaves
-        them to be imported on first use."""
+        form (its live mergekit YAML) and the first Run then do not wait for them, and the page
+        is not slowed down while it opens. None leaves them to be imported on first use."""
         import os
 
         t0 = time.perf_counter()

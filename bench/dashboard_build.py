@@ -1,0 +1,163 @@
+"""How fast the dashboard is built in a kernel and how fast it reacts, outside the browser.
+
+Each run is a fresh Python process (like a new Voila kernel) that times:
+
+* ``import_s``: ``import llmcombo_widgets.dashboard``;
+* ``build_s``: ``App()`` -- the view-model (feature model, validation) and every widget;
+* ``heavy_modules_after_build``: which of torch / transformers / peft / mergekit.config /
+  matplotlib / pandas the build left imported (the goal: none of them);
+* ``method_switch_ms``: the kernel side of a click on a merge method (the ToggleButtons value
+  changes -> view-model -> re-render -> every trait update queued), over a cycle of methods
+  starting from the ``ties`` preset, after one untimed pass so every method's widgets exist (the
+  browser test measures the same clicks end to end);
+* ``first_switch_ms``: the same clicks on the first pass (new widgets are made);
+* ``widget_messages_per_switch``: state updates sent to the browser per switch (median), and
+  ``widgets_per_build``: widgets created by ``App()``;
+* ``first_valid_s``: the edit that first makes a fresh form valid (the live mergekit YAML then
+  needs mergekit's pydantic models), done ``--valid-after`` seconds after the build.
+
+    python bench/dashboard_build.py                # 3 runs, writes bench/results/dashboard_build.json
+    python bench/dashboard_build.py --runs 5 --no-snapshot   # read mergekit's registry every time
+
+The machine is shared: the load average before and after is recorded with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+HEAVY = ("torch", "transformers", "peft", "mergekit.config", "matplotlib", "pandas")
+CYCLE = ["linear", "ties", "slerp", "dare_ties", "task_arithmetic", "ties", "della", "linear"]
+
+
+def child(valid_after: float) -> dict:
+    t0 = time.perf_counter()
+    import ipywidgets as W
+
+    from llmcombo_widgets.dashboard import App
+
+    t1 = time.perf_counter()
+    opened = {"n": 0}
+    sent = {"n": 0}
+    orig_open, orig_send = W.Widget.open, W.Widget._send
+
+    def count_open(self):
+        opened["n"] += 1
+        return orig_open(self)
+
+    def count_send(self, msg, buffers=None):
+        if msg.get("method") == "update":
+            sent["n"] += 1
+        return orig_send(self, msg, buffers)
+
+    W.Widget.open, W.Widget._send = count_open, count_send
+    app = App(out_root=os.devnull)
+    t2 = time.perf_counter()
+    heavy = [m for m in HEAVY if m in sys.modules]
+    widgets = opened["n"]
+
+    # first valid form: a fresh App's form, edited the way a user would
+    if valid_after:
+        time.sleep(valid_after)
+    form = app.form
+    form.choose("merge.method", "ties")
+    form.set_text("merge.base_model", "zoo:base")
+    form.set_text("merge.models[0].model", "zoo:domotica")
+    form.add_item("merge.models")
+    form.set_text("merge.models[1].model", "zoo:tiempo")
+    form.set_toggle("merge.models[0].parameters", True)
+    form.set_text("merge.models[0].parameters.weight", "1.0")
+    form.set_toggle("merge.models[1].parameters", True)
+    assert not form.can_generate
+    t = time.perf_counter()
+    form.set_text("merge.models[1].parameters.weight", "1.0")
+    first_valid = time.perf_counter() - t
+    assert form.can_generate, form.errors
+
+    # method switches, as the ToggleButtons forwards a click
+    form.apply_preset("ties")
+    buttons = app.configurator._boxes["choice:merge.method#0"]["input"]
+    first, times, msgs = [], [], []
+    for timed in (first, times):
+        for name in CYCLE:
+            sent["n"] = 0
+            t = time.perf_counter()
+            buttons.value = name
+            timed.append((time.perf_counter() - t) * 1000)
+            if timed is times:
+                msgs.append(sent["n"])
+            assert form.data["merge"]["method"] == name
+    return {"import_s": round(t1 - t0, 3), "build_s": round(t2 - t1, 3),
+            "heavy_modules_after_build": heavy, "widgets_per_build": widgets,
+            "first_valid_s": round(first_valid, 3),
+            "first_switch_ms": [round(x, 1) for x in first],
+            "method_switch_ms": [round(x, 1) for x in times],
+            "widget_messages_per_switch": statistics.median(msgs)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--no-snapshot", action="store_true",
+                    help="read mergekit's method registry in every run (LLMCOMBO_MERGEKIT_SNAPSHOT=0)")
+    ap.add_argument("--valid-after", type=float, default=10.0,
+                    help="seconds between the build and the first valid form (a user filling it)")
+    ap.add_argument("--out", default=str(HERE / "results" / "dashboard_build.json"))
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(child(args.valid_after)))
+        return
+
+    env = dict(os.environ)
+    if args.no_snapshot:
+        env["LLMCOMBO_MERGEKIT_SNAPSHOT"] = "0"
+    load_before = os.getloadavg()
+    runs = []
+    for i in range(args.runs):
+        out = subprocess.run([sys.executable, __file__, "--child", "--valid-after", str(args.valid_after)],
+                             env=env, capture_output=True, text=True, check=True)
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        r = runs[-1]
+        print(f"run {i + 1}: import {r['import_s']:.2f} s, build {r['build_s']:.2f} s, "
+              f"switch median {statistics.median(r['method_switch_ms']):.1f} ms, "
+              f"first valid {r['first_valid_s']:.2f} s, heavy: {r['heavy_modules_after_build']}")
+    load_after = os.getloadavg()
+    switches = [x for r in runs for x in r["method_switch_ms"]]
+    firsts = [x for r in runs for x in r["first_switch_ms"]]
+    summary = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "loadavg_before": [round(x, 2) for x in load_before],
+                    "loadavg_after": [round(x, 2) for x in load_after]},
+        "mergekit_snapshot": not args.no_snapshot,
+        "valid_after_s": args.valid_after,
+        "import_s_median": statistics.median(r["import_s"] for r in runs),
+        "build_s_median": statistics.median(r["build_s"] for r in runs),
+        "build_s_max": max(r["build_s"] for r in runs),
+        "import_plus_build_s_max": max(round(r["import_s"] + r["build_s"], 3) for r in runs),
+        "method_switch_ms_median": round(statistics.median(switches), 1),
+        "method_switch_ms_max": round(max(switches), 1),
+        "first_switch_ms_median": round(statistics.median(firsts), 1),
+        "first_switch_ms_max": round(max(firsts), 1),
+        "first_valid_s_median": statistics.median(r["first_valid_s"] for r in runs),
+        "widgets_per_build": runs[0]["widgets_per_build"],
+        "widget_messages_per_switch": statistics.median(r["widget_messages_per_switch"] for r in runs),
+        "heavy_modules_after_build": sorted({m for r in runs for m in r["heavy_modules_after_build"]}),
+        "runs": runs,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in summary.items() if k != "runs"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
