@@ -691,6 +691,10 @@ def evaluate_lm_eval(product: Any, tasks: Sequence[str] | str, *, name: str | No
                             hint=("did you mean " + ", ".join(close) + "?") if close else
                             "list them with `lm_eval --tasks list`")
     model_args = f"pretrained={pretrained},dtype=float32"
+    if device is None:  # lm-eval's hf model defaults to cuda, even on a CPU-only machine
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         results = lm_eval.simple_evaluate(model="hf", model_args=model_args, tasks=tasks,
                                           num_fewshot=num_fewshot, limit=limit,
@@ -700,7 +704,8 @@ def evaluate_lm_eval(product: Any, tasks: Sequence[str] | str, *, name: str | No
             raise OfflineError(f"lm-eval could not get the data of {', '.join(tasks)}: {exc}",
                                hint="lm-eval downloads each task's dataset from the Hugging Face "
                                     "Hub; run once while online (it is cached), or evaluate on "
-                                    "the zoo tasks / your own JSONL offline.") from None
+                                    "the zoo tasks / your own JSONL offline (HF_HUB_OFFLINE=1 "
+                                    "makes this fail at once instead of retrying).") from None
         raise
     return lm_eval_frame(results, label)
 

@@ -319,6 +319,15 @@ def test_lm_eval_offline_is_an_offline_error_and_results_are_tidy(monkeypatch, t
         ev.evaluate_lm_eval(str(tmp_path), "arc_easy", limit=5)
     assert seen["tasks"] == ["arc_easy"] and seen["limit"] == 5
     assert seen["model_args"].startswith(f"pretrained={tmp_path}")
+    # lm-eval's hf model would default to cuda; without a GPU the bridge asks for the CPU
+    assert seen["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(OfflineError):
+        ev.evaluate_lm_eval(str(tmp_path), "arc_easy", limit=5)
+    assert seen["device"] == "cpu"
+    with pytest.raises(OfflineError):
+        ev.evaluate_lm_eval(str(tmp_path), "arc_easy", device="cuda:1")
+    assert seen["device"] == "cuda:1"  # an explicit choice is passed through
 
     fake.simple_evaluate = lambda **kw: {
         "results": {"arc_easy": {"alias": "arc_easy", "acc,none": 0.5, "acc_stderr,none": 0.1,
@@ -331,3 +340,20 @@ def test_lm_eval_offline_is_an_offline_error_and_results_are_tidy(monkeypatch, t
     assert math.isnan(df.iloc[1]["ci_low"])
     with pytest.raises(UserError, match="ensembles"):
         ev.evaluate_lm_eval(FakeProduct({}), ["arc_easy"])
+
+
+def test_lm_eval_unknown_task_suggests_close_names(monkeypatch, tmp_path):
+    fake = types.ModuleType("lm_eval")
+    fake.simple_evaluate = lambda **kw: pytest.fail("must not run an unknown task")
+    tasks_mod = types.ModuleType("lm_eval.tasks")
+
+    class TaskManager:
+        all_tasks = ["arc_easy", "arc_challenge", "hellaswag"]
+
+    tasks_mod.TaskManager = TaskManager
+    fake.tasks = tasks_mod
+    monkeypatch.setitem(sys.modules, "lm_eval", fake)
+    monkeypatch.setitem(sys.modules, "lm_eval.tasks", tasks_mod)
+    with pytest.raises(UserError, match="unknown lm-eval task.*arc_eazy") as info:
+        ev.evaluate_lm_eval(str(tmp_path), ["arc_eazy", "hellaswag"])
+    assert "arc_easy" in info.value.hint
