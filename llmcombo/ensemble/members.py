@@ -372,11 +372,26 @@ def embed(lm: LoadedModel, texts: Sequence[str], layer: int = -1,
     return torch.cat(outs) if outs else torch.zeros((0, 0))
 
 
-def score(lm: LoadedModel, prompts: Sequence[str], continuations: Sequence[str],
-          batch_size: int = BATCH_SIZE, reduce: str = "mean") -> list[float]:
-    """Log-probability of each continuation (followed by end of sequence) after its prompt: how
-    likely the model finds that answer. ``reduce="mean"``: per token (compares answers of
-    different lengths); ``"sum"``: of the whole continuation (its probability is ``exp``)."""
+@dataclass
+class Scored:
+    """A continuation scored after its prompt."""
+
+    logprobs: list[float]  # of each continuation token, end of sequence included
+    greedy: bool  # greedy decoding of the prompt writes exactly this continuation, then stops
+
+    def reduce(self, how: str = "mean") -> float:
+        if not self.logprobs:
+            return float("-inf")
+        total = sum(self.logprobs)
+        return total if how == "sum" else total / len(self.logprobs)
+
+
+def score_rows(lm: LoadedModel, prompts: Sequence[str], continuations: Sequence[str],
+               batch_size: int = BATCH_SIZE) -> list[Scored]:
+    """Each continuation (followed by end of sequence) after its prompt, teacher-forced: one
+    batched forward pass per chunk, no generation. Gives the token log-probabilities and whether
+    the model's most likely token at every step is the continuation's (then greedy decoding would
+    write exactly it)."""
     import torch
 
     tok, model = lm.tokenizer, lm.model
@@ -391,7 +406,7 @@ def score(lm: LoadedModel, prompts: Sequence[str], continuations: Sequence[str],
         else:  # the tokenizer merged across the boundary: tokenize the answer alone
             c_ids = list(tok(sep + c, add_special_tokens=False)["input_ids"])
         rows.append((p_ids, c_ids + ([eos] if eos is not None else [])))
-    scores: list[float] = []
+    out: list[Scored] = []
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     with lm.lock, torch.inference_mode():
         for start in range(0, len(rows), batch_size):
@@ -404,13 +419,21 @@ def score(lm: LoadedModel, prompts: Sequence[str], continuations: Sequence[str],
                 ids[i, width - len(seq):] = torch.tensor(seq)  # left padding
                 mask[i, width - len(seq):] = 1
             logits = model(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device),
-                           position_ids=_positions(mask).to(lm.device)).logits
+                           position_ids=_positions(mask).to(lm.device), use_cache=False).logits
             logp = torch.log_softmax(logits.float(), dim=-1)
             for i, (p, c) in enumerate(chunk):
                 n = len(c)
                 pos = torch.arange(width - n - 1, width - 1, device=logp.device)
                 target = ids[i, width - n:].to(logp.device)
-                lp = logp[i, pos, target]
-                scores.append(float(lp.sum() if reduce == "sum" else lp.mean()) if n
-                              else float("-inf"))
-    return scores
+                steps = logp[i, pos]
+                out.append(Scored(steps.gather(1, target[:, None]).squeeze(1).tolist(),
+                                  bool(n) and bool((steps.argmax(-1) == target).all())))
+    return out
+
+
+def score(lm: LoadedModel, prompts: Sequence[str], continuations: Sequence[str],
+          batch_size: int = BATCH_SIZE, reduce: str = "mean") -> list[float]:
+    """Log-probability of each continuation (followed by end of sequence) after its prompt: how
+    likely the model finds that answer. ``reduce="mean"``: per token (compares answers of
+    different lengths); ``"sum"``: of the whole continuation (its probability is ``exp``)."""
+    return [r.reduce(reduce) for r in score_rows(lm, prompts, continuations, batch_size)]

@@ -6,6 +6,9 @@ confidence is in [0, 1] and the router compares it with the threshold:
 ``label_model``
     a causal LM answers the label (``LLM1``) after the prompt in its template, greedily, as in the
     seed's selector. An answer that is not a route label is "garbage": the fallback answers.
+    Every label is scored after the prompt in one batched forward pass; when the most likely
+    token at each step is a label's (so greedy decoding would write that label) nothing is
+    generated; otherwise the selector generates to report what it says.
     Confidence = the probability of the label it wrote among the route labels (each label, then
     end of sequence, scored in one batched forward pass and normalised over the labels); the raw
     probability of the whole written sequence is not used because the tokens every label shares
@@ -86,34 +89,45 @@ class LabelModelSelector(Selector):
         return [self.member]
 
     def select(self, prompts: Sequence[str]) -> list[Choice]:
-        lm = self.member.lm
-        if self._max_tokens is None:
-            tok = lm.tokenizer
-            longest = max(len(tok(" " + lab, add_special_tokens=False)["input_ids"])
-                          for lab in self.labels)
-            self._max_tokens = longest + 2
         rendered = [self.member.render(p) for p in prompts]
-        gens = M.generate(lm, rendered, max_new_tokens=self._max_tokens, output="line")
-        probs = self.label_probabilities(rendered)
+        probs, greedy = self.label_probabilities(rendered)
+        said: dict[int, str] = {i: lab for i, lab in enumerate(greedy) if lab is not None}
+        rest = [i for i, lab in enumerate(greedy) if lab is None]
+        if rest:  # the model would not write a route label: generate to see what it writes
+            lm = self.member.lm
+            if self._max_tokens is None:
+                tok = lm.tokenizer
+                self._max_tokens = 2 + max(len(tok(" " + lab, add_special_tokens=False)
+                                               ["input_ids"]) for lab in self.labels)
+            gens = M.generate(lm, [rendered[i] for i in rest], max_new_tokens=self._max_tokens,
+                              output="line")
+            said.update((i, g[0].answer) for i, g in zip(rest, gens))
         out = []
-        for g, pr in zip(gens, probs):
-            said = g[0].answer
-            label = self._by_key.get(_label_key(said))
+        for i, pr in enumerate(probs):
+            label = self._by_key.get(_label_key(said[i]))
             conf = pr[label] if label is not None else 0.0
-            out.append(Choice(label, conf, said, pr,
-                              None if label else f"the selector answered {said!r}, which is "
+            out.append(Choice(label, conf, said[i], pr,
+                              None if label else f"the selector answered {said[i]!r}, which is "
                                                  "not a route"))
         return out
 
-    def label_probabilities(self, rendered: Sequence[str]) -> list[dict[str, float]]:
-        """``{label: probability}`` per rendered prompt, normalised over the route labels."""
+    def label_probabilities(self, rendered: Sequence[str]
+                            ) -> tuple[list[dict[str, float]], list[str | None]]:
+        """Per rendered prompt: ``{label: probability}`` normalised over the route labels, and
+        the label greedy decoding writes (None when it writes something else). One batched
+        forward pass scores every label after every prompt; greedy decoding writes label L
+        exactly when L's every token (and then end of sequence) is the most likely one, which the
+        same pass shows, so the selector generates nothing in the usual case."""
         import torch
 
         k = len(self.labels)
-        lps = M.score(self.member.lm, [r for r in rendered for _ in range(k)],
-                      [lab for _ in rendered for lab in self.labels], reduce="sum")
-        table = torch.softmax(torch.tensor(lps, dtype=torch.float64).view(-1, k), dim=-1)
-        return [dict(zip(self.labels, row)) for row in table.tolist()]
+        rows = M.score_rows(self.member.lm, [r for r in rendered for _ in range(k)],
+                            [lab for _ in rendered for lab in self.labels])
+        lps = torch.tensor([r.reduce("sum") for r in rows], dtype=torch.float64).view(-1, k)
+        table = torch.softmax(lps, dim=-1).tolist()
+        greedy = [next((lab for j, lab in enumerate(self.labels) if rows[i * k + j].greedy), None)
+                  for i in range(len(rendered))]
+        return [dict(zip(self.labels, row)) for row in table], greedy
 
 
 def _label_key(text: str) -> str:
