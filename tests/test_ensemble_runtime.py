@@ -352,6 +352,25 @@ def test_label_model_confidence_is_over_the_route_labels(data):
         assert d["confidence"] > 0.6  # a sure selector is confident, not "unsure"
 
 
+@pytest.mark.parametrize("model", ["zoo:selector", DOMOTICA])
+def test_label_model_selector_says_what_greedy_decoding_says(data, model):
+    """The selector scores the labels in one forward pass and generates only when greedy decoding
+    would not write a label: what it reports must be what greedy generation writes."""
+    from llmcombo.ensemble import members as M
+    from llmcombo.ensemble.selectors import LabelModelSelector
+
+    examples = data["domotica"][:8] + data["tiempo"][:8]
+    sel = LabelModelSelector({"model": model}, ["LLM1", "LLM2"])
+    choices = sel.select([e.prompt for e in examples])
+    gens = M.generate(sel.member.lm, [sel.member.render(e.prompt) for e in examples],
+                      max_new_tokens=5, output="line")
+    assert [c.answer for c in choices] == [g[0].answer for g in gens]
+    if model == "zoo:selector":
+        assert [c.label for c in choices] == [LABEL[t] for t in ["domotica"] * 8 + ["tiempo"] * 8]
+    else:  # the specialist writes commands: no label, confidence 0
+        assert all(c.label is None and c.confidence == 0.0 for c in choices)
+
+
 def test_fallback_when_the_selector_answers_garbage_or_is_unsure(data):
     from llmcombo.ensemble import load_product
 
@@ -440,6 +459,45 @@ def test_every_product_answers_alone_and_in_batches_with_a_trace(zoo, data):
     assert products["router"].answer(prompts[1]).trace["route"] == "LLM2"
     with pytest.raises(UserError, match="list of prompts"):
         products["model"].answer_batch("apaga la luz")
+
+
+def test_any_causal_lm_works_not_only_llama(zoo, tmp_path):
+    """A tiny randomly initialised GPT-2 (another architecture, learned positions, layers under
+    ``transformer.h``) with the zoo's tokenizer: a single model, a vote and an embedding router."""
+    import torch
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    from llmcombo.ensemble import load_model, load_product
+    from llmcombo.ensemble.members import embed
+
+    tok = AutoTokenizer.from_pretrained(zoo.path("base"))
+    torch.manual_seed(0)
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=128, n_embd=32,
+                                      n_layer=2, n_head=2, bos_token_id=tok.bos_token_id,
+                                      eos_token_id=tok.eos_token_id,
+                                      pad_token_id=tok.pad_token_id))
+    folder = tmp_path / "gpt2"
+    gpt2.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    single = load_product(str(folder)).answer("apaga la luz")
+    assert isinstance(single.text, str) and single.trace["member"] == str(folder)
+    vote = load_product({"ensemble": {"vote": {"members": [{"model": str(folder),
+                                                             "max_new_tokens": 4}],
+                                               "samples": 3, "sampling": {"seed": 1}}}})
+    assert vote.answer("apaga la luz").trace["n"] == 3
+    lm = load_model(str(folder))
+    texts = ["[ORDEN] apaga la luz [COMANDO]", "[ORDEN] llueve [COMANDO]"]
+    enc = lm.tokenizer(texts, return_tensors="pt", padding=True)
+    positions = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+    with torch.inference_mode():
+        states = lm.model.base_model(**enc, position_ids=positions,
+                                     output_hidden_states=True).hidden_states
+    mask = enc["attention_mask"].unsqueeze(-1).float()
+    want = torch.nn.functional.normalize((states[1] * mask).sum(1) / mask.sum(1), dim=-1)
+    assert torch.allclose(embed(lm, texts, 1), want, atol=1e-4)
+    router = load_product(router_config({"kind": "embedding", "model": str(folder), "layer": 1},
+                                        with_examples()))
+    assert router.answer("apaga la luz").trace["route"] in ("LLM1", "LLM2")
 
 
 # ---------------------------------------------------------------------------------------------
