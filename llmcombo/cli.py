@@ -246,6 +246,22 @@ def dashboard_notebook() -> "Path":
     return nb
 
 
+def _warm_mergekit_snapshot() -> None:
+    """The dashboard's kernels build the feature model from a snapshot of mergekit's registry
+    (reading mergekit itself imports torch and transformers: 10 s or more). When there is none
+    yet (first use, or mergekit changed), a child process writes it while the server starts, so
+    the first page does not pay for it; the server itself never imports torch."""
+    import subprocess
+    import sys
+
+    from llmcombo.productline import mergekit_snapshot_is_current
+
+    if not mergekit_snapshot_is_current():
+        subprocess.Popen([sys.executable, "-c", "from llmcombo.productline import mergekit_snapshot;"
+                          " mergekit_snapshot()"], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, start_new_session=True)
+
+
 @command("dashboard", "serve the no-code dashboard (Voila) on 127.0.0.1", _args_dashboard)
 def cmd_dashboard(args: argparse.Namespace) -> int:
     import os
@@ -261,6 +277,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
                         hint="pip install 'llmcombo[widgets]'") from None
     # results land where the command was started, not next to the notebook
     os.environ.setdefault("LLMCOMBO_OUTPUTS", str(Path.cwd() / "outputs"))
+    _warm_mergekit_snapshot()
     url = f"http://127.0.0.1:{args.port}/"
     print(f"llmcombo dashboard: {url}  (Ctrl+C to stop)", flush=True)
     argv = [str(nb), f"--port={args.port}", "--Voila.ip=127.0.0.1", "--strip_sources=True",

@@ -218,6 +218,20 @@ def mergekit_snapshot() -> dict:
     return snap
 
 
+def mergekit_snapshot_is_current() -> bool:
+    """Whether a snapshot matching the installed mergekit is on disk (cheap: no mergekit import)."""
+    import json
+
+    fingerprint = _mergekit_fingerprint()
+    if fingerprint is None:
+        return False
+    try:
+        raw = json.loads(_snapshot_path(fingerprint).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(raw, dict) and raw.get("fingerprint") == fingerprint
+
+
 def merge_methods() -> dict[str, MethodInfo]:
     """Every merge method registered in the installed mergekit, by name."""
     return mergekit_snapshot()["methods"]

@@ -100,3 +100,29 @@ def test_building_the_app_alone_imports_nothing_heavy(fresh_cache):
                          timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "", out.stdout
+
+
+def test_snapshot_is_current_is_told_without_reading_mergekit(fresh_cache):
+    assert not pl.mergekit_snapshot_is_current()
+    pl.mergekit_snapshot()
+    assert pl.mergekit_snapshot_is_current()
+    [path] = _files(fresh_cache)
+    raw = json.loads(path.read_text())
+    raw["fingerprint"]["files"] = []
+    path.write_text(json.dumps(raw))
+    assert not pl.mergekit_snapshot_is_current()
+
+
+def test_llmcombo_dashboard_writes_a_missing_snapshot_in_a_child_process(fresh_cache):
+    import time
+
+    from llmcombo import cli
+
+    assert not pl.mergekit_snapshot_is_current()
+    cli._warm_mergekit_snapshot()  # returns at once; the child writes the file
+    end = time.monotonic() + 240
+    while not pl.mergekit_snapshot_is_current() and time.monotonic() < end:
+        time.sleep(0.5)
+    assert pl.mergekit_snapshot_is_current()
+    pl.mergekit_snapshot.cache_clear()
+    assert pl.merge_methods() == pl._methods_from_mergekit()
