@@ -106,6 +106,33 @@ def test_fields_that_leave_the_form_are_hidden_in_place_and_come_back():
     assert shown == {f.key for f in c.vm.visible_fields()}
 
 
+def test_lists_and_families_show_exactly_the_view_models_fields():
+    c = Configurator()
+    _ties(c)
+
+    def page_fields():
+        return {k for k, fw in c._fields.items() if _visible_in_page(c, fw.box)}
+
+    c._boxes["list:merge.models"]["add"].click()
+    c.vm.set_text("merge.models[2].model", "zoo:base")
+    assert page_fields() == {f.key for f in c.vm.visible_fields()}
+    assert "merge.models[2].model" in page_fields()
+    c._boxes["section:merge.models[1]"]["remove"].click()  # the third item moves up
+    assert c._fields["merge.models[1].model"].input.value == "zoo:base"
+    assert "merge.models[2].model" not in page_fields()
+    assert page_fields() == {f.key for f in c.vm.visible_fields()}
+    c._boxes["list:merge.models"]["add"].click()  # the hidden item comes back, empty
+    assert c._fields["merge.models[2].model"].input.value == ""
+    assert page_fields() == {f.key for f in c.vm.visible_fields()}
+    family = c._boxes["choice:#0"]["input"]  # the root's group: merge, moe, ensemble
+    family.value = "moe"
+    assert page_fields() == {f.key for f in c.vm.visible_fields()}
+    assert not any(k.startswith("merge.") for k in page_fields())
+    family.value = "merge"
+    assert page_fields() == {f.key for f in c.vm.visible_fields()}
+    assert "merge.models[1].model" in page_fields()
+
+
 def _visible_in_page(c: Configurator, widget) -> bool:
     """Reachable from the form's root through shown boxes only."""
     def walk(w):
