@@ -14,7 +14,9 @@ confidence), ``embedding`` (mean hidden state of zoo:base vs 8 example prompts p
 reads only the token embeddings), ``keywords``, and
 ``classifier`` (logistic regression on zoo:base's hidden states, trained here with
 ``train_selector``). The routing accuracy of each kind on the full held-out selector set (both
-tasks) is reported too. Goal: share <= 5% for the embedding selector.
+tasks) is reported too. A last row puts the embedding selector in front of bigger answering
+models (the ~72M random Llama of bench/vote_batching.py as both routes). Goal: share <= 5% for
+the embedding selector.
 
     python bench/router_overhead.py                 # ~1-3 minutes on 2 shared cores
     python bench/router_overhead.py --repeats 5 --prompts 40
@@ -116,6 +118,9 @@ def main(argv=None) -> int:
                     help="torch threads (default 1, see bench/vote_batching.py; 0: torch's "
                          "default)")
     ap.add_argument("--work", default="/tmp/llmcombo-bench/router")
+    ap.add_argument("--large-work", default="/tmp/llmcombo-bench/vote",
+                    help="where the ~72M random Llama is (made if missing)")
+    ap.add_argument("--no-large", action="store_true", help="skip the 72M-routes row")
     ap.add_argument("--out", default=str(HERE / "results" / "router_overhead.json"))
     args = ap.parse_args(argv)
 
@@ -140,6 +145,18 @@ def main(argv=None) -> int:
     for name, cfg in configs(clf.path).items():
         rows.append(measure(name, cfg, prompts, args.repeats, routing_set))
         print(f"  {name}: {rows[-1]['median_share']:.1%}", file=sys.stderr, flush=True)
+    if not args.no_large:
+        # the same selector in front of bigger answering models: the ~72M random Llama of
+        # bench/vote_batching.py as both routes (it writes max_new_tokens=16 tokens)
+        from vote_batching import large_model
+
+        big = str(large_model(Path(args.large_work), 768, 10, 2048, 12))
+        cfg = configs(clf.path)["embedding (layer -1)"]
+        cfg["ensemble"]["router"]["routes"] = [dict(r, model=big, max_new_tokens=16)
+                                               for r in cfg["ensemble"]["router"]["routes"]]
+        name = "embedding (layer -1), 72M routes"
+        rows.append(measure(name, cfg, prompts[:: max(1, len(prompts) // 6)], 1, routing_set))
+        print(f"  {name}: {rows[-1]['median_share']:.1%}", file=sys.stderr, flush=True)
     emb = [r for r in rows if r["selector"].startswith("embedding")]
     result = {"bench": "router_overhead", "goal": f"embedding selector share <= {GOAL:.0%}",
               "machine": machine_info(torch.get_num_threads()),
@@ -150,12 +167,12 @@ def main(argv=None) -> int:
                                             "n_test": clf.n_test, "seconds": clf.seconds},
               "rows": rows,
               "goal_met": {r["selector"]: r["median_share"] <= GOAL for r in emb}}
-    head = (f"{'selector':22s} {'share (median)':>15s} {'share (sum)':>12s} {'batch share':>12s} "
+    head = (f"{'selector':33s} {'share (median)':>15s} {'share (sum)':>12s} {'batch share':>12s} "
             f"{'selector ms':>12s} {'total ms':>9s} {'routing acc':>12s}")
     print(head)
     print("-" * len(head))
     for r in rows:
-        print(f"{r['selector']:22s} {r['median_share']:15.1%} {r['summed_share']:12.1%} "
+        print(f"{r['selector']:33s} {r['median_share']:15.1%} {r['summed_share']:12.1%} "
               f"{r['batch_share']:12.1%} {r['median_selector_ms']:12.2f} "
               f"{r['median_total_ms']:9.2f} {r['routing_accuracy']:11.1%}")
     print(f"{rows[0]['answers']} single answers per selector, routing accuracy on "

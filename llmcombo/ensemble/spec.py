@@ -55,7 +55,7 @@ SELECTOR_KINDS = {
     "label_model": "a selector model that answers a route label (LLM1 / LLM2)",
     "embedding": "similarity of the prompt's hidden states to each route's example prompts",
     "keywords": "keywords of each route found in the prompt",
-    "classifier": "a classifier trained on hidden states (llmcombo train-selector)",
+    "classifier": "a classifier on hidden states (llmcombo.ensemble.train_selector)",
 }
 TIE_RULES = {
     "first": "the tied answer given first (members in order, then samples in order)",
@@ -188,7 +188,7 @@ def _router() -> Feature:
                       ignored_hint="The keyword selector uses no model; remove it.",
                       description="label_model: the model that answers a label; embedding: the "
                                   "model whose hidden states are compared; classifier: the "
-                                  "folder written by train-selector"),
+                                  "folder written by llmcombo.ensemble.train_selector"),
             Attribute("template", StringType(must_contain="{input}", multiline=True),
                       default=DEFAULT_TEMPLATE, label="selector prompt template", when=kind_embeds,
                       ignored_hint="Only the label_model and embedding selectors use a template."),
