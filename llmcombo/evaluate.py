@@ -640,15 +640,18 @@ def _looks_offline(exc: BaseException) -> bool:
 
 def evaluate_lm_eval(product: Any, tasks: Sequence[str] | str, *, name: str | None = None,
                      limit: int | float | None = None, num_fewshot: int | None = None,
-                     batch_size: int | str = 8, device: str | None = None, **kwargs: Any):
+                     batch_size: int | str = 8, device: str | None = None,
+                     include_path: str | os.PathLike | None = None, **kwargs: Any):
     """Run lm-evaluation-harness tasks (``hellaswag``, ``arc_easy``...) on a single-model product
     and return tidy rows (one per task and metric; the interval is value +- 1.96 x the harness's
     standard error).
 
     Needs the ``lm-eval`` extra (``pip install 'llmcombo[lm-eval]'``) and the tasks' datasets
-    (downloaded from the Hugging Face Hub, or already in the datasets cache). Raises
-    :class:`UserError` when lm-eval is not installed, the product is an ensemble or a task is
-    unknown, and :class:`OfflineError` when the data cannot be downloaded.
+    (downloaded from the Hugging Face Hub, or already in the datasets cache). ``include_path``
+    is a folder of your own lm-eval task YAML files (e.g. ``dataset_path: json`` with local
+    ``data_files``), which run fully offline. Raises :class:`UserError` when lm-eval is not
+    installed, the product is an ensemble or a task is unknown, and :class:`OfflineError` when
+    the data cannot be downloaded.
     """
     try:
         import lm_eval  # noqa: F401
@@ -675,12 +678,20 @@ def evaluate_lm_eval(product: Any, tasks: Sequence[str] | str, *, name: str | No
                         hint="Run it on a model folder, zoo:NAME or a hub id.")
     pretrained = modelref.resolve(ref)
     label = name or product_name(product if isinstance(product, (str, os.PathLike)) else ref)
+    if include_path is not None and not Path(include_path).is_dir():
+        raise UserError(f"include_path {include_path} is not a folder of lm-eval task YAML files.",
+                        hint="Point it at the folder that holds your task .yaml files.")
+    manager = None
     try:
         from lm_eval.tasks import TaskManager
 
-        known = set(TaskManager().all_tasks)
+        manager = (TaskManager(include_path=str(include_path)) if include_path is not None
+                   else TaskManager())
+        known = set(manager.all_tasks)
     except Exception:  # older or stripped-down harness: let simple_evaluate judge
         known = None
+    if manager is not None:
+        kwargs.setdefault("task_manager", manager)
     if known is not None:
         unknown = [t for t in tasks if t not in known]
         if unknown:
@@ -710,6 +721,13 @@ def evaluate_lm_eval(product: Any, tasks: Sequence[str] | str, *, name: str | No
     return lm_eval_frame(results, label)
 
 
+# bookkeeping entries of a task's results (lm-eval 0.4.x), not metrics
+_LM_EVAL_NOT_METRICS = {"alias", "sample_len", "sample_count", "samples"}
+# metrics that are proportions: their normal-approximation interval is clipped to [0, 1]
+_LM_EVAL_PROPORTIONS = {"acc", "acc_norm", "exact_match", "em", "f1", "mc1", "mc2", "mcc",
+                        "acc_mutual_info"}
+
+
 def lm_eval_frame(results: Mapping, product: str):
     """Tidy rows from the dict ``lm_eval.simple_evaluate`` returns."""
     rows = []
@@ -717,13 +735,18 @@ def lm_eval_frame(results: Mapping, product: str):
     for task, metrics in (results.get("results") or {}).items():
         n = n_samples.get(task, {}).get("effective") if isinstance(n_samples, Mapping) else None
         for key, value in metrics.items():
-            if key == "alias" or "_stderr" in key or not isinstance(value, (int, float)):
+            if key in _LM_EVAL_NOT_METRICS or "_stderr" in key or isinstance(value, bool) or \
+                    not isinstance(value, (int, float)):
                 continue
             metric, _, filt = key.partition(",")
             err = metrics.get(f"{metric}_stderr,{filt}" if filt else f"{metric}_stderr")
             lo = hi = math.nan
             if isinstance(err, (int, float)) and math.isfinite(err):
                 lo, hi = value - Z95 * err, value + Z95 * err
+                if value >= 0:
+                    lo = max(0.0, lo)
+                if metric in _LM_EVAL_PROPORTIONS:
+                    hi = min(1.0, hi)
             rows.append(row(product, task, metric, value, int(n) if n is not None else -1, lo, hi,
                             source="lm-eval"))
     return frame(rows)

@@ -338,6 +338,17 @@ def test_lm_eval_offline_is_an_offline_error_and_results_are_tidy(monkeypatch, t
         ["m", "arc_easy", "acc", 0.5, 5], ["m", "arc_easy", "acc_norm", 0.25, 5]]
     assert df.iloc[0]["ci_low"] == pytest.approx(0.5 - ev.Z95 * 0.1)
     assert math.isnan(df.iloc[1]["ci_low"])
+    # what lm_eval 0.4.13 returns for a local multiple-choice task: sample_len is bookkeeping,
+    # and the normal-approximation interval of a proportion stays inside [0, 1]
+    df = ev.lm_eval_frame({"results": {"mine": {
+        "alias": "mine", "sample_len": 20, "acc,none": 0.05, "acc_stderr,none": 0.05,
+        "acc_norm,none": 0.95, "acc_norm_stderr,none": 0.05, "perplexity,none": 3.0,
+        "perplexity_stderr,none": 2.0}}, "n-samples": {"mine": {"effective": 20}}}, "m")
+    got = {r.metric: (r.value, r.ci_low, r.ci_high) for r in df.itertuples()}
+    assert set(got) == {"acc", "acc_norm", "perplexity"}
+    assert got["acc"] == pytest.approx((0.05, 0.0, 0.05 + ev.Z95 * 0.05))
+    assert got["acc_norm"] == pytest.approx((0.95, 0.95 - ev.Z95 * 0.05, 1.0))
+    assert got["perplexity"] == pytest.approx((3.0, 0.0, 3.0 + ev.Z95 * 2.0))
     with pytest.raises(UserError, match="ensembles"):
         ev.evaluate_lm_eval(FakeProduct({}), ["arc_easy"])
 
@@ -357,3 +368,11 @@ def test_lm_eval_unknown_task_suggests_close_names(monkeypatch, tmp_path):
     with pytest.raises(UserError, match="unknown lm-eval task.*arc_eazy") as info:
         ev.evaluate_lm_eval(str(tmp_path), ["arc_eazy", "hellaswag"])
     assert "arc_easy" in info.value.hint
+
+
+def test_lm_eval_include_path_must_be_a_folder(monkeypatch, tmp_path):
+    fake = types.ModuleType("lm_eval")
+    fake.simple_evaluate = lambda **kw: pytest.fail("must not run")
+    monkeypatch.setitem(sys.modules, "lm_eval", fake)
+    with pytest.raises(UserError, match="include_path .* is not a folder"):
+        ev.evaluate_lm_eval(str(tmp_path), ["mine"], include_path=tmp_path / "nope")
