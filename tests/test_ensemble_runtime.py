@@ -371,6 +371,25 @@ def test_label_model_selector_says_what_greedy_decoding_says(data, model):
         assert all(c.label is None and c.confidence == 0.0 for c in choices)
 
 
+def test_scoring_options_on_a_shared_prompt_cache_equals_scoring_each_pair(data):
+    from llmcombo.ensemble import load_model
+    from llmcombo.ensemble import members as M
+
+    lm = load_model("zoo:selector")
+    prompts = [tasks.format_prompt(e.prompt) for e in data["domotica"][:5] + data["tiempo"][:5]]
+    options = ["LLM1", "LLM2", "LLM10", "LUZ_SL OFF"]  # different lengths: right padding
+    assert len(prompts) >= M.SHARED_CACHE_FROM
+    shared = M.score_options(lm, prompts, options, batch_size=12)  # several chunks
+    pairs = M.score_rows(lm, [p for p in prompts for _ in options],
+                         [o for _ in prompts for o in options])
+    for i, row in enumerate(shared):
+        for j, got in enumerate(row):
+            want = pairs[i * len(options) + j]
+            assert got.logprobs == pytest.approx(want.logprobs, abs=1e-4)
+            assert got.greedy == want.greedy
+    assert sum(row[0].greedy for row in shared) == 5  # greedy writes LLM1 on the domotica half
+
+
 def test_fallback_when_the_selector_answers_garbage_or_is_unsure(data):
     from llmcombo.ensemble import load_product
 

@@ -437,3 +437,87 @@ def score(lm: LoadedModel, prompts: Sequence[str], continuations: Sequence[str],
     likely the model finds that answer. ``reduce="mean"``: per token (compares answers of
     different lengths); ``"sum"``: of the whole continuation (its probability is ``exp``)."""
     return [r.reduce(reduce) for r in score_rows(lm, prompts, continuations, batch_size)]
+
+
+SHARED_CACHE_FROM = 4  # prompts; measured on the zoo (bench/router_overhead.py)
+
+
+def score_options(lm: LoadedModel, prompts: Sequence[str], options: Sequence[str],
+                  batch_size: int = BATCH_SIZE) -> list[list[Scored]]:
+    """Every one of ``options`` (followed by end of sequence) after every prompt: what
+    :func:`score_rows` gives for each (prompt, option) pair, but each prompt runs through the model
+    once; its key/value cache is repeated for the options, which then run on top of it. A router's
+    labels after a batch of prompts cost one prompt pass plus a few label tokens. Fewer than
+    ``SHARED_CACHE_FROM`` prompts are scored as pairs in one pass (two passes cost more there)."""
+    import torch
+
+    tok, model = lm.tokenizer, lm.model
+    k = len(options)
+    if k == 0:
+        return [[] for _ in prompts]
+    if len(prompts) < SHARED_CACHE_FROM:  # a few rows: one pass over the pairs is cheaper
+        flat = score_rows(lm, [p for p in prompts for _ in options],
+                          [o for _ in prompts for o in options], batch_size)
+        return [flat[i * k: (i + 1) * k] for i in range(len(prompts))]
+    eos = tok.eos_token_id
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    rows = []  # (prompt ids, [option ids + eos] * k)
+    for p in prompts:
+        p_ids = list(tok(p)["input_ids"])
+        conts = []
+        for c in options:
+            sep = "" if not c or p.endswith((" ", "\n")) else " "
+            full = list(tok(p + sep + c)["input_ids"])
+            c_ids = full[len(p_ids):] if full[: len(p_ids)] == p_ids else \
+                list(tok(sep + c, add_special_tokens=False)["input_ids"])
+            conts.append(c_ids + ([eos] if eos is not None else []))
+        rows.append((p_ids, conts))
+    out: list[list[Scored]] = []
+    step = max(1, batch_size // k)
+    with lm.lock, torch.inference_mode():
+        for start in range(0, len(rows), step):
+            chunk = rows[start: start + step]
+            b, width = len(chunk), max(len(p) for p, _ in chunk)
+            ids = torch.full((b, width), pad, dtype=torch.long)
+            mask = torch.zeros((b, width), dtype=torch.long)
+            for i, (p, _) in enumerate(chunk):
+                ids[i, width - len(p):] = torch.tensor(p)  # left padding
+                mask[i, width - len(p):] = 1
+            dev = lm.device
+            first = model(input_ids=ids.to(dev), attention_mask=mask.to(dev),
+                          position_ids=_positions(mask).to(dev), use_cache=True)
+            cache = getattr(first, "past_key_values", None)
+            if cache is None or not hasattr(cache, "batch_repeat_interleave"):
+                flat = score_rows(lm, [prompts[start + i] for i in range(b) for _ in range(k)],
+                                  [c for _ in range(b) for c in options], batch_size)
+                out += [flat[i * k: (i + 1) * k] for i in range(b)]
+                continue
+            cache.batch_repeat_interleave(k)
+            conts = [c for _, cs in chunk for c in cs]  # b * k rows, prompt-major
+            c_width = max(len(c) for c in conts)
+            c_ids = torch.full((b * k, c_width), pad, dtype=torch.long)
+            c_mask = torch.zeros((b * k, c_width), dtype=torch.long)
+            for r, c in enumerate(conts):
+                c_ids[r, : len(c)] = torch.tensor(c)  # right padding: it follows the prompt
+                c_mask[r, : len(c)] = 1
+            p_len = mask.sum(1).repeat_interleave(k)
+            positions = p_len[:, None] + torch.arange(c_width)[None, :]
+            second = model(input_ids=c_ids.to(dev),
+                           attention_mask=torch.cat([mask.repeat_interleave(k, 0), c_mask],
+                                                    1).to(dev),
+                           position_ids=positions.to(dev), past_key_values=cache, use_cache=True)
+            # token t of an option is predicted after the prompt (t=0) or after token t-1
+            logits = torch.cat([first.logits[:, -1:].repeat_interleave(k, 0),
+                                second.logits[:, :-1]], 1)
+            logp = torch.log_softmax(logits.float(), dim=-1)
+            for i in range(b):
+                scored = []
+                for j in range(k):
+                    r = i * k + j
+                    n = len(conts[r])
+                    steps = logp[r, :n]
+                    target = c_ids[r, :n].to(steps.device)
+                    scored.append(Scored(steps.gather(1, target[:, None]).squeeze(1).tolist(),
+                                         bool((steps.argmax(-1) == target).all())))
+                out.append(scored)
+    return out

@@ -6,11 +6,11 @@ confidence is in [0, 1] and the router compares it with the threshold:
 ``label_model``
     a causal LM answers the label (``LLM1``) after the prompt in its template, greedily, as in the
     seed's selector. An answer that is not a route label is "garbage": the fallback answers.
-    Every label is scored after the prompt in one batched forward pass; when the most likely
-    token at each step is a label's (so greedy decoding would write that label) nothing is
-    generated; otherwise the selector generates to report what it says.
+    Every label is scored after the prompt (the prompt runs once, the labels on its cache); when
+    the most likely token at each step is a label's (so greedy decoding would write that label)
+    nothing is generated; otherwise the selector generates to report what it says.
     Confidence = the probability of the label it wrote among the route labels (each label, then
-    end of sequence, scored in one batched forward pass and normalised over the labels); the raw
+    end of sequence, scored and normalised over the labels); the raw
     probability of the whole written sequence is not used because the tokens every label shares
     (``LL``, ``M``) carry no decision yet lower it (the zoo selector: 0.57 for a sure ``LLM2``).
 ``embedding``
@@ -114,19 +114,19 @@ class LabelModelSelector(Selector):
     def label_probabilities(self, rendered: Sequence[str]
                             ) -> tuple[list[dict[str, float]], list[str | None]]:
         """Per rendered prompt: ``{label: probability}`` normalised over the route labels, and
-        the label greedy decoding writes (None when it writes something else). One batched
-        forward pass scores every label after every prompt; greedy decoding writes label L
+        the label greedy decoding writes (None when it writes something else). The prompts run
+        once, the labels on top of their cache (:func:`llmcombo.ensemble.members.score_options`);
+        greedy decoding writes label L
         exactly when L's every token (and then end of sequence) is the most likely one, which the
         same pass shows, so the selector generates nothing in the usual case."""
         import torch
 
-        k = len(self.labels)
-        rows = M.score_rows(self.member.lm, [r for r in rendered for _ in range(k)],
-                            [lab for _ in rendered for lab in self.labels])
-        lps = torch.tensor([r.reduce("sum") for r in rows], dtype=torch.float64).view(-1, k)
+        scored = M.score_options(self.member.lm, rendered, self.labels)
+        lps = torch.tensor([[s.reduce("sum") for s in row] for row in scored],
+                           dtype=torch.float64).view(len(rendered), len(self.labels))
         table = torch.softmax(lps, dim=-1).tolist()
-        greedy = [next((lab for j, lab in enumerate(self.labels) if rows[i * k + j].greedy), None)
-                  for i in range(len(rendered))]
+        greedy = [next((lab for lab, s in zip(self.labels, row) if s.greedy), None)
+                  for row in scored]
         return [dict(zip(self.labels, row)) for row in table], greedy
 
 
