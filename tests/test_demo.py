@@ -169,3 +169,28 @@ def test_bad_thread_setting_is_a_user_error(tmp_path, monkeypatch, capsys):
     assert D.demo_threads() == 3
     monkeypatch.delenv("LLMCOMBO_DEMO_THREADS")
     assert D.demo_threads() == 1
+
+
+def test_committed_demo_docs_agree_with_their_results():
+    """docs/demo holds a real run; the README snippet's table must be that run's numbers."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    docs = root / "docs" / "demo"
+    df = pd.read_csv(docs / "results.csv")
+    acc = df[df["metric"] == "accuracy"].set_index(["product", "task"])
+    assert sorted(acc.index.get_level_values(0).unique()) == sorted(D.PRODUCTS)
+    snippet = (docs / "README-snippet.md").read_text(encoding="utf-8")
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in snippet.splitlines() if line.startswith("| ") and "---" not in line}
+    for prod in D.PRODUCTS:
+        cells = rows[prod]
+        for task, cell in zip(D.TASKS, cells[1:3]):
+            r = acc.loc[(prod, task)]
+            assert cell == f"{r['value']:.1%} [{r['ci_low']:.1%}, {r['ci_high']:.1%}]", (prod, task)
+        assert cells[3] == str(int(acc.loc[(prod, D.TASKS[0]), "n"]))
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", snippet)
+    assert images and all((root / i).is_file() for i in images)
+    report = (docs / "report.md").read_text(encoding="utf-8")
+    assert set(re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)) == FIGURES
+    assert all((docs / f).is_file() for f in FIGURES)
