@@ -233,8 +233,8 @@ def _machine() -> dict:
 
 def demo_threads() -> int:
     """Torch threads for the demo: 1 unless ``$LLMCOMBO_DEMO_THREADS`` says otherwise. The zoo
-    models are so small (hidden size 128) that intra-op parallelism only adds synchronisation:
-    on 2 shared CPU cores one thread generates about 10x faster than two."""
+    models are so small (hidden size 128) that intra-op parallelism mostly adds synchronisation;
+    on 2 CPU cores shared with other jobs, one thread generated about 10x faster than two."""
     raw = os.environ.get("LLMCOMBO_DEMO_THREADS", "").strip()
     if not raw:
         return 1
@@ -437,9 +437,15 @@ def _run_demo(out: str | os.PathLike, *, quick: bool, log: Callable[[str], None]
 
 
 def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    """The process umask, read without changing it (os.umask would, briefly, for every thread)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
 
 
 def _ignored_by_git(folder: Path) -> None:
