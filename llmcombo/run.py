@@ -422,15 +422,23 @@ class _Swallow(logging.Filter):
         return True
 
 
+def _not_mergekits_torch_dtype(record: logging.LogRecord) -> bool:
+    """mergekit 0.1.5 sets ``config.torch_dtype``, which transformers 5 reports as deprecated on
+    every merge: a note about mergekit's code, nothing the user can act on."""
+    return "`torch_dtype` is deprecated" not in str(record.msg)
+
+
 @contextlib.contextmanager
 def _capture_mergekit_logs(progress: Progress, verbose: bool) -> Iterator[_MergekitLog]:
     root = logging.getLogger()
     mk_logger = logging.getLogger("mergekit")
+    tf_config_logger = logging.getLogger("transformers.configuration_utils")
     handler = _MergekitLog(progress, verbose)
     swallow = _Swallow(handler)
     old_level = mk_logger.level
     root.addHandler(handler)  # also keeps logging.error() from calling basicConfig()
     root.addFilter(swallow)
+    tf_config_logger.addFilter(_not_mergekits_torch_dtype)
     if verbose:
         mk_logger.setLevel(logging.INFO)
     try:
@@ -438,6 +446,7 @@ def _capture_mergekit_logs(progress: Progress, verbose: bool) -> Iterator[_Merge
     finally:
         root.removeHandler(handler)
         root.removeFilter(swallow)
+        tf_config_logger.removeFilter(_not_mergekits_torch_dtype)
         mk_logger.setLevel(old_level)
 
 

@@ -449,7 +449,7 @@ def _train(model, rows, *, steps: int, lr: float, recipe: Recipe, seed: int, pad
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
-        losses.append(float(loss))
+        losses.append(loss.detach().item())
         if step % 10 == 0 or step == steps - 1:
             report((step + 1) / steps)
     model.eval()
