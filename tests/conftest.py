@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 
@@ -12,3 +14,9 @@ def zoo():
     from llmcombo import zoo as _zoo
 
     return _zoo.build()
+
+
+@pytest.fixture(scope="session")
+def zoo_dir(zoo) -> Path:
+    """The folder of the session's zoo (for LLMCOMBO_ZOO_DIR in subprocesses and kernels)."""
+    return Path(zoo.dir)

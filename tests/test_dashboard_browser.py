@@ -56,16 +56,6 @@ def _wait_port(port: int, proc: subprocess.Popen, timeout: float) -> None:
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
 
 
-@pytest.fixture(scope="module")
-def zoo_dir(request) -> Path:
-    try:
-        z = request.getfixturevalue("zoo")
-    except pytest.FixtureLookupError:  # pragma: no cover - conftest provides it
-        from llmcombo import zoo
-
-        z = zoo.build()
-    return Path(z.dir)
-
 
 @pytest.fixture(scope="module")
 def server(zoo_dir, tmp_path_factory):

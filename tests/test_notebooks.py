@@ -25,16 +25,6 @@ FAKE_TOKEN = "hf_" + "llmcomboTestTokenNeverPrint" * 2
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def zoo_dir(request) -> Path:
-    try:
-        z = request.getfixturevalue("zoo")
-    except pytest.FixtureLookupError:  # pragma: no cover - conftest provides it
-        from llmcombo import zoo
-
-        z = zoo.build()
-    return Path(z.dir)
-
 
 def execute(nb, workdir: Path) -> None:
     """Run ``nb`` in a fresh kernel whose working folder is ``workdir``. Raises

@@ -14,37 +14,9 @@ import time
 import traceback
 from typing import Any, Callable
 
+from llmcombo.run import CancelToken  # stdlib-only module: cheap to import
+
 IDLE, RUNNING, DONE, FAILED, CANCELLED = "idle", "running", "done", "failed", "cancelled"
-
-
-class CancelFlag:
-    """A cancel token compatible with :class:`llmcombo.run.CancelToken` (used when run.py is not
-    importable, e.g. for the evaluation)."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-
-    def cancel(self) -> None:
-        self._event.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._event.is_set()
-
-    def raise_if_cancelled(self) -> None:
-        if self._event.is_set():
-            from llmcombo.errors import Cancelled
-
-            raise Cancelled("cancelled")
-
-
-def _cancel_token():
-    try:
-        from llmcombo.run import CancelToken
-
-        return CancelToken()
-    except ImportError:  # pragma: no cover - run.py is part of the package
-        return CancelFlag()
 
 
 class Job:
@@ -62,7 +34,7 @@ class Job:
         self.hint: str | None = None
         self.started_at: float | None = None
         self.seconds: float | None = None
-        self.cancel_token = _cancel_token()
+        self.cancel_token = CancelToken()
         self.extra = extra_progress  # another Progress to forward to (a widget bar)
         self._phases: list[list] = []  # [desc, total, done]
         self._listeners: list[Callable[["Job"], None]] = []
@@ -140,7 +112,7 @@ class Job:
         if self.running:
             raise RuntimeError(f"{self.name} is already running")
         self.status, self.fraction, self.error, self.hint = RUNNING, 0.0, None, None
-        self.cancel_token = _cancel_token()
+        self.cancel_token = CancelToken()
         self.result, self.log_lines, self._phases = None, [], []
         self.started_at = time.monotonic()
         self._notify()

@@ -46,6 +46,7 @@ from llmcombo.featuremodel import (
     IsSet, ModelRefType, Or, Sel, StringListType, StringType, alternative, error, warning,
 )
 from llmcombo.featuremodel.issues import Issue
+from llmcombo.productline import _as_list
 
 SPEC_VERSION = 1
 DEFAULT_TEMPLATE = "[ORDEN] {input} [COMANDO]"
@@ -267,14 +268,6 @@ CHECK_DOC = ("votes need at least two answers (members x samples) and an odd num
              "a tie rule; route labels are unique; the fallback names a route; the embedding "
              "selector needs example prompts and the keyword selector keywords on every route; "
              "zoo models exist")
-
-
-def _as_list(v: Any) -> list:
-    if v is None:
-        return []
-    if isinstance(v, dict):
-        return [v]
-    return v if isinstance(v, list) else []
 
 
 def _default(ctx, path: str) -> Any:
