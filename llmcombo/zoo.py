@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from llmcombo import tasks as _tasks
+from llmcombo.configuration import replace_dir
 from llmcombo.errors import UserError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -234,13 +235,7 @@ def build(dir: str | os.PathLike | None = None, *, force: bool = False,
             tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.building-", dir=target.parent))
             try:
                 _train_zoo(tmp, progress)
-                old = None
-                if target.exists():
-                    old = target.parent / f".{target.name}.old-{os.getpid()}"
-                    os.replace(target, old)
-                os.replace(tmp, target)
-                if old is not None:
-                    shutil.rmtree(old, ignore_errors=True)
+                replace_dir(tmp, target)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise

@@ -336,13 +336,9 @@ def _split(pairs, holdout: float, seed: int):
 
 
 def _publish(tmp: Path, out: Path) -> None:
-    old = None
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        os.replace(out, old)
-    os.replace(tmp, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    from llmcombo.configuration import replace_dir
+
+    replace_dir(tmp, out)
 
 
 def train_selector(examples: Any, base: str = "zoo:base", out: str | os.PathLike | None = None,

@@ -43,7 +43,7 @@ from typing import Any
 
 from llmcombo.featuremodel import (
     MANY, Attribute, Check, Constraint, CountCmp, EnumType, Eq, Feature, FloatType, IntType,
-    IsSet, ModelRefType, Or, Sel, StringListType, StringType, alternative, error, warning,
+    ModelRefType, Or, Sel, StringListType, StringType, alternative, error, warning,
 )
 from llmcombo.featuremodel.issues import Issue
 from llmcombo.productline import _as_list
