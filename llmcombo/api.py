@@ -112,10 +112,9 @@ class Comparison:
 
     def table(self):
         """Accuracy per product (rows, in the order given) and task (columns)."""
-        d = self.frame[self.frame["metric"] == "accuracy"]
-        wide = d.pivot_table(index="product", columns="task", values="value", sort=False)
-        wide.columns.name = None
-        return wide
+        from llmcombo.evaluate import accuracy_table
+
+        return accuracy_table(self.frame)
 
     def plot(self):
         from llmcombo.plots import plot_accuracy

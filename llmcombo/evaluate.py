@@ -537,6 +537,15 @@ def sample_generations(products: Any, examples: Any, *, n: int | None = 10,
 # ---------------------------------------------------------------------------------------------
 
 
+def accuracy_table(df):
+    """Accuracy as a wide table: one row per product (in order of appearance), one column per
+    task."""
+    d = df[df["metric"] == "accuracy"]
+    wide = d.pivot_table(index="product", columns="task", values="value", sort=False)
+    wide.columns.name = wide.index.name = None
+    return wide
+
+
 def save_results(df, path: str | os.PathLike) -> Path:
     """Write a results frame as CSV atomically (temporary file + rename)."""
     from llmcombo.configuration import write_text_atomic

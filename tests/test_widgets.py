@@ -330,14 +330,19 @@ def test_token_is_not_left_in_the_notebook(tmp_path, monkeypatch):
     assert secret not in text
 
 
-def test_accuracy_figure_from_a_tidy_frame():
-    import pandas as pd
+def test_accuracy_figure_is_the_cores_plot_with_parents_hatched():
+    from llmcombo.evaluate import accuracy_row, frame
 
-    frame = pd.DataFrame([{"product": "a", "task": "domotica", "accuracy": 0.5, "n": 10},
-                          {"product": "a", "task": "tiempo", "accuracy": 0.25, "n": 10},
-                          {"product": "b", "task": "domotica", "accuracy": 1.0, "n": 10},
-                          {"product": "b", "task": "tiempo", "accuracy": 0.0, "n": 10}])
-    png = figure_png(accuracy_figure(frame))
+    df = frame([accuracy_row("merged", "domotica", ["A", "B"], ["A", "A"]),
+                accuracy_row("merged", "tiempo", ["C"], ["C"]),
+                accuracy_row("domotica", "domotica", ["A"], ["A"]),
+                accuracy_row("domotica", "tiempo", ["A"], ["C"])])
+    fig = accuracy_figure(df)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["merged", "domotica"]
+    assert sorted(round(p.get_height(), 2) for p in ax.patches) == [0.0, 0.5, 1.0, 1.0]
+    assert sum(bool(p.get_hatch()) for p in ax.patches) == 2  # the zoo parent, both tasks
+    png = figure_png(fig)
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
 
 

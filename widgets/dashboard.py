@@ -9,7 +9,6 @@ page stays responsive. ``App().widget`` is what ``notebooks/dashboard.ipynb`` di
 from __future__ import annotations
 
 import html
-import threading
 import time
 from typing import Any
 
@@ -90,9 +89,11 @@ class WidgetProgress:
                                + html.escape("\n".join(self._log)) + "</pre>")
 
     def close(self) -> None:
+        self._show(force=True)  # the last update may have been throttled away
         if self._phases:
             self._phases.pop()
-        self._show(force=True)
+            if self._phases:
+                self._show(force=True)
 
     def finish(self, ok: bool) -> None:
         self._phases = []
@@ -279,8 +280,9 @@ class EvaluatePanel:
         if job.status == DONE:
             self.progress.finish(True)
             frame = self.model.frame
-            pivot = frame.pivot_table(index="product", columns="task", values="accuracy", sort=False)
-            self.table.value = pivot.to_html(float_format=lambda x: f"{x:.1%}", classes="llmcombo-accuracy")
+            from llmcombo.evaluate import accuracy_table
+
+            self.table.value = accuracy_table(frame).to_html(float_format=lambda x: f"{x:.1%}", classes="llmcombo-accuracy")
             self.plot.value = figure_png(self.model.figure())
             self.plot.layout.display = None
             self.status.value = (f"<span class='llmcombo-status-ok llmcombo-eval-done'>done in "

@@ -10,7 +10,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from llmcombo_widgets.jobs import DONE, Job
 from llmcombo_widgets.viewmodel import FormModel
@@ -180,59 +180,44 @@ class RunModel:
 
 def evaluate_products(products: dict[str, Any], tasks: Sequence[str], limit: int | None = 40,
                       job: Job | None = None):
-    """Accuracy of each product on each zoo task's held-out prompts, as a tidy frame
-    (columns product, task, accuracy, n). A product is anything
-    :func:`llmcombo.ensemble.load_product` accepts: a model folder, ``zoo:NAME``, an ensemble.
-
-    This is the panel's single evaluation entry point: switch it to ``llmcombo.evaluate`` when
-    that lands, the panel does not change.
-    """
+    """Accuracy of each product on each zoo task's held-out prompts, as the core's tidy frame
+    (:func:`llmcombo.evaluate.evaluate_accuracy`: product, task, metric, value, n, ci_low,
+    ci_high). A product is anything :func:`llmcombo.ensemble.load_product` accepts."""
     import pandas as pd
 
-    from llmcombo import tasks as T
-    from llmcombo.ensemble import accuracy, load_product
+    from llmcombo.evaluate import evaluate_accuracy
 
-    rows = []
-    total = len(products) * len(tasks)
+    frames = []
     if job is not None:
-        job.start(total, "evaluate")
+        job.start(len(products) * len(tasks), "evaluate")
     try:
         for name, ref in products.items():
-            product = load_product(ref)
             for task in tasks:
                 if job is not None:
                     job.cancel_token.raise_if_cancelled()
                     job.log(f"{name} on {task} …")
-                examples = T.get_task(task).test
-                examples = examples[:limit] if limit else examples
-                rows.append({"product": name, "task": task,
-                             "accuracy": accuracy(product, examples), "n": len(examples)})
+                frames.append(evaluate_accuracy(ref, task, name=name, limit=limit, progress=False))
                 if job is not None:
                     job.update(1)
     finally:
         if job is not None:
             job.close()
-    return pd.DataFrame(rows, columns=["product", "task", "accuracy", "n"])
+    return pd.concat(frames, ignore_index=True)
 
 
 def accuracy_figure(frame, title: str = "accuracy on held-out prompts"):
-    """A grouped bar chart of a tidy accuracy frame (matplotlib Figure, no pyplot state)."""
-    from matplotlib.figure import Figure
+    """The core's grouped bars with 95 % intervals (:func:`llmcombo.plots.plot_accuracy`);
+    zoo models are drawn as parents (hatched)."""
+    from llmcombo.plots import plot_accuracy
 
-    fig = Figure(figsize=(6.4, 3.2), dpi=100)
-    ax = fig.add_subplot(1, 1, 1)
     if frame is None or len(frame) == 0:
-        ax.text(0.5, 0.5, "no results", ha="center", va="center")
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(6.4, 3.2), dpi=100)
+        fig.add_subplot(1, 1, 1).text(0.5, 0.5, "no results", ha="center", va="center")
         return fig
-    table = frame.pivot_table(index="product", columns="task", values="accuracy", sort=False)
-    table.plot.bar(ax=ax, rot=0, ylim=(0, 1.05))
-    ax.set_ylabel("accuracy")
-    ax.set_title(title)
-    ax.legend(loc="upper right", fontsize=8)
-    for cont in ax.containers:
-        ax.bar_label(cont, fmt="%.2f", fontsize=7)
-    fig.tight_layout()
-    return fig
+    parents = [p for p in dict.fromkeys(frame["product"]) if p in ZOO_PRODUCTS]
+    return plot_accuracy(frame, parents=parents, title=title)
 
 
 def figure_png(fig) -> bytes:
