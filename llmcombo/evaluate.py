@@ -40,7 +40,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from llmcombo.errors import OfflineError, UserError
 
@@ -194,17 +194,7 @@ def load_examples(path: str | os.PathLike) -> list:
             "e.g. {\"prompt\": \"apaga la luz del salon\", \"expected\": \"LUZ_SL OFF\"}.")
     rows: list[tuple[Any, Any]] = []
     if suffix in (".jsonl", ".ndjson"):
-        try:
-            lines = p.read_text(encoding="utf-8").splitlines()
-        except UnicodeDecodeError:
-            raise UserError(f"{p} is not UTF-8 text.", hint=hint) from None
-        for i, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{p}, line {i}: not valid JSON ({exc.msg}).", hint=hint) from None
+        for i, obj in _jsonl(p, hint):
             if not isinstance(obj, dict):
                 raise UserError(f"{p}, line {i}: expected a JSON object, found "
                                 f"{type(obj).__name__}.", hint=hint)
@@ -403,31 +393,39 @@ def _model_and_tokenizer(model: Any):
                     hint="Give a model folder, zoo:NAME, a hub id or (model, tokenizer).")
 
 
+def _utf8_lines(p: Path, hint: str | None = None) -> list[str]:
+    try:
+        return p.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise UserError(f"{p} is not UTF-8 text.", hint=hint) from None
+
+
+def _jsonl(p: Path, hint: str | None = None) -> Iterator[tuple[int, Any]]:
+    """``(line number, value)`` for every non-empty line of a JSON Lines file."""
+    for i, line in enumerate(_utf8_lines(p, hint), 1):
+        if not line.strip():
+            continue
+        try:
+            yield i, json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{p}, line {i}: not valid JSON ({exc.msg}).", hint=hint) from None
+
+
 def read_texts(path: str | os.PathLike) -> list[str]:
     """Texts from a file: ``.jsonl`` (the ``text`` field of each line) or plain text (one text per
     non-empty line)."""
     p = Path(path).expanduser()
     if not p.is_file():
         raise UserError(f"text file not found: {p}", hint="Check the path.")
-    try:
-        lines = p.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise UserError(f"{p} is not UTF-8 text.") from None
     if p.suffix.lower() in (".jsonl", ".ndjson"):
         texts = []
-        for i, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{p}, line {i}: not valid JSON ({exc.msg}).") from None
+        for i, obj in _jsonl(p):
             if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
                 raise UserError(f"{p}, line {i}: needs a \"text\" field.",
                                 hint='Write one {"text": "..."} per line.')
             texts.append(obj["text"])
     else:
-        texts = [line for line in lines if line.strip()]
+        texts = [line for line in _utf8_lines(p) if line.strip()]
     if not texts:
         raise UserError(f"{p} has no texts.")
     return texts
