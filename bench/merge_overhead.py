@@ -50,7 +50,9 @@ def make_models(root: Path, *, hidden: int, layers: int, vocab: int, inter: int,
         return paths
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
-    tok = _tokenizer()
+    from llmcombo.zoo import train_tokenizer
+
+    tok = train_tokenizer(["[ORDEN] apaga la luz del salon [COMANDO] LUZ_SL OFF"] * 20, 300)
     cfg = LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=inter,
                       num_hidden_layers=layers, num_attention_heads=heads,
                       num_key_value_heads=kv_heads, max_position_embeddings=128,
@@ -85,20 +87,6 @@ def make_models(root: Path, *, hidden: int, layers: int, vocab: int, inter: int,
         tok.save_pretrained(folder)
     stamp.write_text(json.dumps(shape))
     return paths
-
-
-def _tokenizer():
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>", "<s>", "</s>", "<pad>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(["[ORDEN] apaga la luz del salon [COMANDO] LUZ_SL OFF"] * 20, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
-                                   unk_token="<unk>", pad_token="<pad>")
 
 
 def write_configs(root: Path, paths: dict[str, Path]) -> dict[str, Path]:

@@ -17,7 +17,6 @@ import pytest
 import torch
 import yaml
 
-from llmcombo import preflight
 from llmcombo.errors import Cancelled, UserError
 from llmcombo.run import (LINEAGE_FILE, MERGE_YAML, MOE_YAML, CancelToken, LogProgress,
                           NullProgress, RunOptions, TqdmProgress, run, run_mergekit)
@@ -27,58 +26,9 @@ pytestmark = pytest.mark.slow
 NAMES = ("base", "domotica", "tiempo", "selector")
 
 
-# ---------------------------------------------------------------------------------------------
-# models: the zoo when the suite provides it, else tiny random Llamas built here (offline)
-# ---------------------------------------------------------------------------------------------
-
-
-def _tiny_tokenizer():
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>", "<s>", "</s>", "<pad>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(["[ORDEN] apaga la luz del salon [COMANDO] LUZ_SL OFF",
-                             "[ORDEN] que tiempo hace en madrid [COMANDO] TIEMPO MADRID HOY"] * 20,
-                            trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
-                                   unk_token="<unk>", pad_token="<pad>")
-
-
-def _tiny_models(root: Path) -> dict[str, Path]:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    tok = _tiny_tokenizer()
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
-                      num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
-                      max_position_embeddings=128, bos_token_id=tok.bos_token_id,
-                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                      tie_word_embeddings=False)
-    torch.manual_seed(0)
-    base = LlamaForCausalLM(cfg)
-    out = {}
-    for i, name in enumerate(NAMES):
-        model = LlamaForCausalLM(cfg)
-        with torch.no_grad():
-            g = torch.Generator().manual_seed(i)
-            for p, pb in zip(model.parameters(), base.parameters()):
-                noise = torch.randn(p.shape, generator=g) * 0.02 if i else 0
-                p.copy_(pb + noise)
-        model.save_pretrained(root / name)
-        tok.save_pretrained(root / name)
-        out[name] = root / name
-    return out
-
-
 @pytest.fixture(scope="session")
-def models(request, tmp_path_factory) -> dict[str, Path]:
-    try:
-        zoo = request.getfixturevalue("zoo")
-    except pytest.FixtureLookupError:
-        return _tiny_models(tmp_path_factory.mktemp("tiny-models"))
+def models(zoo) -> dict[str, Path]:
+    """The zoo's models (conftest builds or reuses the zoo once per session)."""
     return {name: Path(zoo.path(name)) for name in NAMES}
 
 
