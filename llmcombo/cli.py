@@ -210,13 +210,18 @@ def _args_ask(p: argparse.ArgumentParser) -> None:
 @command("ask", "answer a prompt with a model or an ensemble", _args_ask)
 def cmd_ask(args: argparse.Namespace) -> int:
     import json
+    import time
 
     from llmcombo.ensemble import load_product
 
     product = load_product(args.product, device=args.device)
+    started = time.perf_counter()
+    product.load()  # so the trace's timings are the answer's, not the models' loading
+    load_s = time.perf_counter() - started
     answer = product.answer(" ".join(args.prompt))
     print(answer.text)
     if args.trace:
+        answer.trace.setdefault("timings", {})["load_s"] = round(load_s, 6)
         print(json.dumps(answer.trace, indent=2, ensure_ascii=False, default=str))
     return 0
 

@@ -639,6 +639,8 @@ def test_ask_answers_with_an_ensemble_yaml_and_a_model_folder(zoo, tmp_path, cap
     trace = json.loads(rest)
     assert trace["route"] == "LLM2" and trace["member"] == TIEMPO
     assert trace["selector"]["kind"] == "keywords" and "timings" in trace
+    # models are loaded before the answer: loading is reported apart from the answer's time
+    assert trace["timings"]["load_s"] >= 0 and "generate_s" in trace["timings"]
 
     assert main(["ask", str(zoo.path("domotica")), "apaga", "la", "luz", "del", "salon"]) == 0
     assert capsys.readouterr().out.strip() == "LUZ_SL OFF"  # words joined, no trace
