@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Callable, Sequence
 
 from llmcombo import __version__
@@ -237,10 +238,8 @@ def _args_dashboard(p: argparse.ArgumentParser) -> None:
     p.add_argument("--notebook", help="serve this notebook instead of notebooks/dashboard.ipynb")
 
 
-def dashboard_notebook() -> "Path":
+def dashboard_notebook() -> Path:
     """notebooks/dashboard.ipynb of the source checkout llmcombo is installed from (editable)."""
-    from pathlib import Path
-
     import llmcombo
 
     nb = Path(llmcombo.__file__).resolve().parent.parent / "notebooks" / "dashboard.ipynb"
@@ -270,7 +269,6 @@ def _warm_mergekit_snapshot() -> None:
 @command("dashboard", "serve the no-code dashboard (Voila) on 127.0.0.1", _args_dashboard)
 def cmd_dashboard(args: argparse.Namespace) -> int:
     import os
-    from pathlib import Path
 
     nb = Path(args.notebook).resolve() if args.notebook else dashboard_notebook()
     if not nb.is_file():

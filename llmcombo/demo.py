@@ -273,8 +273,6 @@ def run_demo(out: str | os.PathLike = DEFAULT_OUT, *, quick: bool = False,
 
 def _run_demo(out: str | os.PathLike, *, quick: bool, log: Callable[[str], None] | None,
               progress: Any) -> DemoResult:
-    import pandas as pd
-
     from llmcombo import evaluate as ev
     from llmcombo import plots, zoo
     from llmcombo.ensemble import load_product

@@ -40,7 +40,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from llmcombo.errors import OfflineError, UserError
 
@@ -766,6 +766,3 @@ __all__ = [
     "load_results", "perplexity", "product_name", "read_texts", "row", "sample_generations",
     "save_results", "token_nll", "wilson_interval",
 ]
-
-# keep a reference for readers looking for the callback type
-ProgressCallback = Callable[[int, int, str], None]

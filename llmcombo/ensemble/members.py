@@ -128,7 +128,6 @@ def load_model(ref: str, base_dir=None, device: str | None = "auto",
         if hit is not None:
             _CACHE.move_to_end(key)
             return hit
-        import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         try:

@@ -353,7 +353,6 @@ class Router(Product):
         self.spec = spec
         dev, dt = spec.get("device", "auto"), spec.get("dtype", "auto")
         self.routes: dict[str, Member] = {}
-        self.route_specs = {r["label"]: r for r in spec["routes"]}
         for r in spec["routes"]:
             self.routes[r["label"]] = Member(r, dev, dt, base_dir)
         self.fallback = spec.get("fallback") or spec["routes"][0]["label"]

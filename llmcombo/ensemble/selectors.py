@@ -196,12 +196,6 @@ class KeywordSelector(Selector):
 
         return re.compile(r"(?<!\S)" + " ".join(re.escape(w) for w in keyword.split()))
 
-    @classmethod
-    def matches(cls, text: str, keyword: str) -> bool:
-        """Does ``keyword`` occur in ``text`` (both folded)? Every word but the last must match a
-        whole word; the last matches the start of a word."""
-        return cls._pattern(keyword).search(text) is not None
-
     def select(self, prompts: Sequence[str]) -> list[Choice]:
         import re
 
@@ -358,8 +352,6 @@ def train_selector(examples: Any, base: str = "zoo:base", out: str | os.PathLike
     hidden states (``layer``) and saves ``selector.json`` in ``out``; ``base`` is not changed.
     ``out`` is written atomically (a temporary sibling renamed into place).
     """
-    import torch
-
     if kind not in ("label_model", "hidden_classifier"):
         raise UserError(f"unknown selector kind {kind!r}", hint="label_model or hidden_classifier")
     pairs = _pairs(examples)

@@ -222,9 +222,6 @@ class Implies(Expr):
         return self.a.refs() | self.b.refs()
 
 
-TRUE = And(())
-
-
 def any_selected(paths) -> Expr:
     paths = list(paths)
     if len(paths) == 1:

@@ -151,12 +151,6 @@ class Feature:
                 return a
         return None
 
-    def group_of(self, child: "Feature") -> Group | None:
-        for g in self.groups:
-            if child in g.children:
-                return g
-        return None
-
     def walk(self) -> Iterator["Feature"]:
         yield self
         for c in self.all_children():
