@@ -141,16 +141,17 @@ class Comparison:
         return f'{table}<img src="data:image/png;base64,{img}" alt="accuracy per task"/>'
 
 
-def compare(products: Any, tasks: Any = ("domotica", "tiempo"), *, limit: int | None = None,
+def compare(products: Any, tasks: Any = None, *, limit: int | None = None,
             progress=None) -> Comparison:
     """Accuracy of each product on each task (zoo task names or JSONL/CSV files of
-    prompt/expected pairs), on the held-out split.
+    prompt/expected pairs; default: every zoo task), on the held-out split.
 
     ``products``: a list (model folders, hub ids, ``zoo:NAME``, ensemble configurations, the
     result of :func:`merge`) or a dict ``{name: product}``. Products from the zoo are drawn as
     parents (hatched bars) in the plot. ``limit`` evaluates only the first N examples per task.
     """
     from llmcombo.evaluate import _products, evaluate
+    from llmcombo.tasks import TASK_NAMES
 
     if isinstance(products, dict):
         named = {str(k): _as_product(v) for k, v in products.items()}
@@ -160,6 +161,7 @@ def compare(products: Any, tasks: Any = ("domotica", "tiempo"), *, limit: int | 
     if not named:
         raise UserError("compare needs at least one product", field="products")
     parents = [n for n, p in named.items() if isinstance(p, str) and p.startswith("zoo:")]
+    tasks = TASK_NAMES if tasks is None else tasks
     return Comparison(evaluate(named, tasks, limit=limit, progress=progress), parents)
 
 
