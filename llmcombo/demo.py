@@ -27,7 +27,6 @@ import json
 import math
 import os
 import platform
-import re
 import shutil
 import sys
 import tempfile
@@ -301,7 +300,7 @@ def _run_demo(out: str | os.PathLike, *, quick: bool, log: Callable[[str], None]
     started = _dt.datetime.now(_dt.timezone.utc)
     steps = _Steps(9, log)
     tty = _tty()
-    run_progress = _QuietProbing(TqdmProgress()) if tty else NullProgress()
+    run_progress = TqdmProgress() if tty else NullProgress()
     files: list[Path] = []
     try:
         # 1. zoo -------------------------------------------------------------------------------
@@ -433,23 +432,6 @@ def _run_demo(out: str | os.PathLike, *, quick: bool, log: Callable[[str], None]
     timings = dict(steps.timings)
     timings["total"] = round(steps.elapsed, 1)
     return DemoResult(out, results, files, timings)
-
-
-class _QuietProbing:
-    """A run progress that drops mergekit's notes on MoE output architectures it does not pick
-    ("Qwen MoE merge requires exactly one shared expert"...): noise when building a Llama MoE."""
-
-    _PROBING = re.compile(r"^mergekit: .*(MoE merge requires|MoE only supports)")
-
-    def __init__(self, inner: Any):
-        self.inner = inner
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    def log(self, msg: str) -> None:
-        if not self._PROBING.search(str(msg)):
-            self.inner.log(msg)
 
 
 def _umask() -> int:

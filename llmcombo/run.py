@@ -388,6 +388,9 @@ class _MergekitLog(logging.Handler):
         self.prefix = _mergekit_dir()
         self.warnings: list[str] = []
         self.errors: list[str] = []
+        # why mergekit's MoE builder passed over an output architecture it tried (Qwen, DeepSeek
+        # ... when building a Mixtral): not warnings about the result; kept for a failure message
+        self.probing: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         if not str(record.pathname).startswith(self.prefix):
@@ -396,11 +399,14 @@ class _MergekitLog(logging.Handler):
             msg = record.getMessage()
         except Exception:  # pragma: no cover
             return
-        if record.levelno >= logging.ERROR:
+        probing = record.funcName == "supports_config"
+        if probing:
+            self.probing.append(msg)
+        elif record.levelno >= logging.ERROR:
             self.errors.append(msg)
         elif record.levelno >= logging.WARNING:
             self.warnings.append(msg)
-        if record.levelno >= logging.WARNING or self.verbose:
+        if (record.levelno >= logging.WARNING and not probing) or self.verbose:
             try:
                 self.progress.log(f"mergekit: {msg}")
             except Exception:  # pragma: no cover - a broken UI must not break the run
@@ -976,7 +982,8 @@ def run_mergekit(kind: str, mergekit_config: dict, out, *, options: RunOptions |
                 try:
                     _execute(kind, parsed, tmp, mo, options, yaml_text)
                 except SystemExit as exc:
-                    reason = " ".join(logs.errors) or f"mergekit stopped (exit status {exc.code})."
+                    reason = (" ".join(logs.errors + logs.probing)
+                              or f"mergekit stopped (exit status {exc.code}).")
                     raise UserError(f"mergekit refused the configuration: {reason}") from None
             warnings_ += logs.warnings
             cancel.raise_if_cancelled()

@@ -183,8 +183,12 @@ def test_moe_with_each_gate_mode(gate_mode, models, tmp_path):
                {"source_model": str(models["tiempo"]),
                 "positive_prompts": ["[ORDEN] que tiempo hace en madrid"]}]}
     out = tmp_path / f"moe-{gate_mode}"
-    result = run_mergekit("moe", doc, out, progress=NullProgress())
+    log = Recorder()
+    result = run_mergekit("moe", doc, out, progress=log)
     assert result.kind == "moe"
+    # mergekit explaining why it passed over Qwen/DeepSeek outputs is not a warning about this MoE
+    logged = [c[1] for c in log.calls if c[0] == "log"]
+    assert not [w for w in result.warnings + logged if "MoE" in w], (result.warnings, logged)
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["architectures"] == ["MixtralForCausalLM"] and cfg["num_local_experts"] == 2
     assert yaml.safe_load((out / MOE_YAML).read_text()) == doc
