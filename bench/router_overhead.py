@@ -54,7 +54,7 @@ KEYWORDS = {
 
 
 def configs(classifier_dir: str) -> dict[str, dict]:
-    from llmcombo import tasks
+    from llmcombo.zoo import tasks
 
     train = tasks.selector_examples("train")
     with_examples = [dict(r, examples=[e.prompt for e in train if e.expected == r["label"]][:8])
@@ -126,7 +126,8 @@ def main(argv=None) -> int:
 
     import torch
 
-    from llmcombo import tasks, zoo
+    from llmcombo import zoo
+from llmcombo.zoo import tasks
     from llmcombo.ensemble import train_selector
 
     if args.threads:

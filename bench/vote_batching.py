@@ -136,7 +136,8 @@ def main(argv=None) -> int:
 
     import torch
 
-    from llmcombo import tasks, zoo
+    from llmcombo import zoo
+from llmcombo.zoo import tasks
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -21,13 +21,16 @@ _FUNCTIONS = {
     "compare": "llmcombo.api",
     "validate": "llmcombo.validation",
     "generate_yaml": "llmcombo.generate",
-    "load_any": "llmcombo.configuration",
+    "load_any": "llmcombo.importer",
     "load_preset": "llmcombo.configuration",
     "feature_model": "llmcombo.productline",
     "load_product": "llmcombo.ensemble",
+    "make_plan": "llmcombo.plan",
 }
-_MODULES = {"api", "configuration", "demo", "errors", "ensemble", "evaluate", "featuremodel", "generate",
-            "hub", "plots", "preflight", "productline", "run", "tasks", "validation", "zoo"}
+_MODULES = {"analysis", "api", "configuration", "datasets", "engine", "errors", "ensemble",
+            "evaluate", "featuremodel", "fsutil", "generate", "hub", "importer", "modelref",
+            "outputs", "plan", "plots", "plugins", "preflight", "productline", "progress", "run",
+            "shapes", "sysinfo", "validation", "zoo"}
 
 
 def __getattr__(name: str):

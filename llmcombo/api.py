@@ -13,13 +13,12 @@ the dashboard.
 
 from __future__ import annotations
 
-import hashlib
-import json
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
 from llmcombo.configuration import Configuration
-from llmcombo.errors import UserError
+from llmcombo.errors import UserError, raise_for_errors
 
 
 def configure(method: str, models: Sequence[str | dict], *, base: str | None = None,
@@ -66,17 +65,13 @@ def configure(method: str, models: Sequence[str | dict], *, base: str | None = N
     if name:
         data = {"name": name, **data}
     cfg = Configuration(data)
-    errors = [i for i in validate(cfg) if i.is_error]
-    if errors:
-        lines = "\n".join("  - " + i.format() for i in errors)
-        raise UserError(f"the {method} configuration has {len(errors)} error(s):\n{lines}")
+    raise_for_errors(validate(cfg), f"the {method} configuration is not valid")
     return cfg
 
 
-def config_hash(config: dict) -> str:
-    """A short stable hash of a configuration (for cache folders)."""
-    text = json.dumps(dict(config), sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:10]
+def outputs_dir() -> Path:
+    """Where results go when no folder is given: ``$LLMCOMBO_OUTPUTS``, else ``./llmcombo-out``."""
+    return Path(os.environ.get("LLMCOMBO_OUTPUTS", "").strip() or "llmcombo-out").expanduser()
 
 
 def merge(method: str, models: Sequence[str | dict], *, base: str | None = None,
@@ -84,16 +79,21 @@ def merge(method: str, models: Sequence[str | dict], *, base: str | None = None,
           progress=None, cancel=None, **parameters: Any):
     """Configure, validate and run a merge; returns :class:`llmcombo.run.RunResult`.
 
-    Without ``out`` the model goes to ``llmcombo-out/<method>-<hash>``: the same configuration
-    always lands in the same folder, and running it again replaces it.
+    Without ``out`` the model goes to :func:`outputs_dir` ``/<method>-<hash>`` (``./llmcombo-out``
+    unless ``$LLMCOMBO_OUTPUTS`` says otherwise; the path is logged and in the result): the same
+    configuration always lands in the same folder, and running it again replaces it.
     """
+    from llmcombo.fsutil import config_hash
+    from llmcombo.progress import as_progress
     from llmcombo.run import RunOptions, run
 
     cfg = configure(method, models, base=base, **parameters)
+    progress = as_progress(progress)
     if out is None:
-        out = Path("llmcombo-out") / f"{method}-{config_hash(cfg)}"
+        out = outputs_dir() / f"{method}-{config_hash(dict(cfg), length=10)}"
         overwrite = True
         Path(out).parent.mkdir(parents=True, exist_ok=True)
+        progress.log(f"the merged model goes to {Path(out).absolute()}")
     return run(cfg, out, options=RunOptions(device=device), progress=progress, cancel=cancel,
                overwrite=overwrite)
 
@@ -150,8 +150,8 @@ def compare(products: Any, tasks: Any = None, *, limit: int | None = None,
     result of :func:`merge`) or a dict ``{name: product}``. Products from the zoo are drawn as
     parents (hatched bars) in the plot. ``limit`` evaluates only the first N examples per task.
     """
+    from llmcombo.datasets import task_names
     from llmcombo.evaluate import _products, evaluate
-    from llmcombo.tasks import TASK_NAMES
 
     if isinstance(products, dict):
         named = {str(k): _as_product(v) for k, v in products.items()}
@@ -161,7 +161,7 @@ def compare(products: Any, tasks: Any = None, *, limit: int | None = None,
     if not named:
         raise UserError("compare needs at least one product", field="products")
     parents = [n for n, p in named.items() if isinstance(p, str) and p.startswith("zoo:")]
-    tasks = TASK_NAMES if tasks is None else tasks
+    tasks = task_names() if tasks is None else tasks
     return Comparison(evaluate(named, tasks, limit=limit, progress=progress), parents)
 
 

@@ -48,15 +48,16 @@ def _args_featuremodel(p: argparse.ArgumentParser) -> None:
 def cmd_featuremodel(args: argparse.Namespace) -> int:
     import json
 
+    from llmcombo.featuremodel import export
     from llmcombo.productline import feature_model
 
     fm = feature_model()
     if args.format == "uvl":
-        print(fm.to_uvl())
+        print(export.to_uvl(fm))
     elif args.format == "json":
-        print(json.dumps(fm.to_json(), indent=2))
+        print(json.dumps(export.to_json(fm), indent=2))
     else:
-        print(fm.to_tree())
+        print(export.to_tree(fm))
     return 0
 
 
@@ -68,7 +69,7 @@ def _args_validate(p: argparse.ArgumentParser) -> None:
 
 @command("validate", "check a configuration and print its issues", _args_validate)
 def cmd_validate(args: argparse.Namespace) -> int:
-    from llmcombo.configuration import load_any
+    from llmcombo.importer import load_any
     from llmcombo.validation import validate_full
 
     config = load_any(args.path)
@@ -91,7 +92,7 @@ def _args_import(p: argparse.ArgumentParser) -> None:
 @command("import", "turn a mergekit YAML into an llmcombo configuration", _args_import)
 def cmd_import(args: argparse.Namespace) -> int:
     from llmcombo.configuration import dump_yaml, read_yaml_file
-    from llmcombo.generate import import_mergekit
+    from llmcombo.importer import import_mergekit
 
     data = read_yaml_file(args.path)
     config = import_mergekit(data)
@@ -107,11 +108,17 @@ def _args_generate(p: argparse.ArgumentParser) -> None:
 @command("generate", "turn an llmcombo configuration into a mergekit YAML or ensemble spec",
          _args_generate)
 def cmd_generate(args: argparse.Namespace) -> int:
-    from llmcombo.configuration import load_any
-    from llmcombo.generate import generate_yaml
+    from llmcombo.configuration import dump_yaml
+    from llmcombo.importer import load_any
+    from llmcombo.plan import make_plan
 
-    config = load_any(args.path)
-    _write_text(generate_yaml(config), args.output)
+    plan = make_plan(load_any(args.path))
+    doc = plan.resolved_document()
+    if plan.runner == "mergekit":  # what we hand to mergekit is what mergekit accepts
+        from llmcombo.engine.schema import check
+
+        check(plan.kind, doc, "the generated configuration")
+    _write_text(dump_yaml(doc), args.output)
     return 0
 
 
@@ -137,9 +144,9 @@ def _write_text(text: str, output: str | None) -> None:
     if output is None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
         return
-    from llmcombo.configuration import write_text_atomic
+    from llmcombo.fsutil import atomic_write
 
-    write_text_atomic(output, text if text.endswith("\n") else text + "\n")
+    atomic_write(output, text if text.endswith("\n") else text + "\n")
     _err(f"wrote {output}")
 
 
@@ -162,7 +169,7 @@ def _args_merge(p: argparse.ArgumentParser) -> None:
 
 @command("merge", "run a merge or mixture of experts and write the model to OUT", _args_merge)
 def cmd_merge(args: argparse.Namespace) -> int:
-    from llmcombo.configuration import load_any
+    from llmcombo.importer import load_any
     from llmcombo.run import RunOptions, TqdmProgress, run
 
     config = load_any(args.config)
@@ -239,14 +246,16 @@ def _args_dashboard(p: argparse.ArgumentParser) -> None:
 
 
 def dashboard_notebook() -> Path:
-    """notebooks/dashboard.ipynb of the source checkout llmcombo is installed from (editable)."""
-    import llmcombo
-
-    nb = Path(llmcombo.__file__).resolve().parent.parent / "notebooks" / "dashboard.ipynb"
+    """The dashboard notebook shipped inside the llmcombo_widgets package."""
+    try:
+        import llmcombo_widgets
+    except ImportError:
+        raise UserError("the dashboard needs llmcombo's widgets.",
+                        hint="pip install 'llmcombo[widgets]'") from None
+    nb = Path(llmcombo_widgets.__file__).resolve().parent / "dashboard.ipynb"
     if not nb.is_file():
         raise UserError(f"the dashboard notebook was not found (looked for {nb}).",
-                        hint="Install llmcombo from its repository with `pip install -e .[widgets]`, "
-                             "or pass --notebook PATH/dashboard.ipynb.")
+                        hint="Reinstall llmcombo, or pass --notebook PATH/dashboard.ipynb.")
     return nb
 
 
@@ -258,11 +267,11 @@ def _warm_mergekit_snapshot() -> None:
     import subprocess
     import sys
 
-    from llmcombo.productline import mergekit_snapshot_is_current
+    from llmcombo.productline.registry import is_current
 
-    if not mergekit_snapshot_is_current():
-        subprocess.Popen([sys.executable, "-c", "from llmcombo.productline import mergekit_snapshot;"
-                          " mergekit_snapshot()"], stdout=subprocess.DEVNULL,
+    if not is_current():
+        subprocess.Popen([sys.executable, "-c", "from llmcombo.engine.registry import refresh;"
+                          " refresh(force=True)"], stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL, start_new_session=True)
 
 
@@ -291,16 +300,18 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# zoo  (llmcombo.zoo: tiny models trained here, offline)
+# zoo  (llmcombo.zoo: tiny models shipped with llmcombo, retrainable offline)
 # ---------------------------------------------------------------------------------------------
 
 
 def _args_zoo(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=["build", "list"],
-                   help="build: train the zoo (or reuse the cached one); list: show where it is, "
-                        "its models and their accuracies")
+                   help="build: train a zoo from scratch into DIR (reused when complete); list: "
+                        "show where the zoo in use is, its models and their accuracies")
     p.add_argument("dir", nargs="?", default=None,
-                   help="zoo folder (default $LLMCOMBO_ZOO_DIR or ~/.cache/llmcombo/zoo/vN)")
+                   help="zoo folder (build: default $LLMCOMBO_ZOO_DIR or ~/.cache/llmcombo/zoo/vN; "
+                        "list: default the zoo in use, the one shipped with llmcombo unless "
+                        "$LLMCOMBO_ZOO_DIR says otherwise)")
     p.add_argument("--force", action="store_true", help="retrain even when a complete zoo is there")
 
 
@@ -309,17 +320,22 @@ def _args_zoo(p: argparse.ArgumentParser) -> None:
 def cmd_zoo(args: argparse.Namespace) -> int:
     from llmcombo import zoo
 
-    folder = args.dir if args.dir is not None else zoo.default_dir()
+    import os
+
     if args.action == "list":
+        folder = args.dir if args.dir is not None else zoo.default_dir()
         if not zoo.is_complete(folder):
             raise UserError(f"there is no built zoo in {folder}",
-                            hint="run `llmcombo zoo build`; it takes a few minutes on a laptop CPU")
+                            hint="run `llmcombo zoo build DIR`; it takes a few minutes on a laptop CPU")
         z = zoo.Zoo(folder)
     else:
+        folder = args.dir or os.environ.get(zoo.ENV_DIR, "").strip() or zoo.cache_dir()
         reused = zoo.is_complete(folder) and not args.force
         z = zoo.build(folder, force=args.force)
         _err(f"{'reused the zoo in' if reused else 'built the zoo in'} {z.dir} "
              f"({z.manifest.get('build_seconds', 0):.0f} s to train)")
+        if Path(z.dir).resolve() != zoo.default_dir().resolve():
+            _err(f"to use it instead of the zoo in use, set {zoo.ENV_DIR}={z.dir}")
     print(f"zoo v{z.manifest['zoo_version']} in {z.dir}")
     print("refer to a model as zoo:NAME, e.g. zoo:domotica; accuracies on the held-out test splits")
     print(z.table())
@@ -342,7 +358,7 @@ def _args_demo(p: argparse.ArgumentParser) -> None:
 @command("demo", "merge, mix and ensemble the zoo specialists, evaluate everything, plot, report",
          _args_demo)
 def cmd_demo(args: argparse.Namespace) -> int:
-    from llmcombo.demo import run_demo
+    from llmcombo.zoo.demo import run_demo
 
     result = run_demo(args.out, quick=args.quick)
     print(result.table())

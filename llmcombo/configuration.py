@@ -1,11 +1,10 @@
-"""Configurations on disk: reading YAML safely, telling llmcombo files from mergekit files,
-writing atomically, and the shipped presets."""
+"""Configurations as data: the :class:`Configuration` type, YAML in and out, telling llmcombo
+files from mergekit files, and the shipped presets. (Importing a mergekit file is
+:mod:`llmcombo.importer`; writing files is :mod:`llmcombo.fsutil`.)"""
 
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -105,62 +104,6 @@ def is_mergekit_document(data: Any) -> str | None:
     if "experts" in data and "base_model" in data and "moe" not in data:
         return "moe"
     return None
-
-
-def as_configuration(data: Any, *, base_dir=None, source=None) -> Configuration:
-    """An llmcombo configuration from parsed data; mergekit documents are imported."""
-    if isinstance(data, Configuration) and base_dir is None:
-        return data
-    if is_mergekit_document(data):
-        from llmcombo.generate import import_mergekit
-
-        cfg = import_mergekit(data)
-        cfg.base_dir = Path(base_dir) if base_dir else None
-        cfg.source = str(source) if source else None
-        return cfg
-    if data is None:
-        raise UserError("the configuration is empty.", hint="Start from a preset: llmcombo presets.")
-    if not isinstance(data, dict):
-        raise UserError(f"the configuration must be a mapping of names to values, not a "
-                        f"{type(data).__name__}.", hint="Start from a preset or a mergekit YAML.")
-    return Configuration(data, base_dir=base_dir, source=source)
-
-
-def load_any(path: str | os.PathLike) -> Configuration:
-    """Read an llmcombo configuration or a mergekit YAML (detected)."""
-    data = read_yaml_file(path)
-    return as_configuration(data, base_dir=Path(path).resolve().parent, source=path)
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write through a temporary file in the same folder and rename: never a half-written file."""
-    p = Path(path)
-    if p.is_dir():
-        raise UserError(f"{p} is a folder; give a file name.")
-    if not p.parent.exists():
-        raise UserError(f"folder not found: {p.parent}", hint="Create it first or choose another path.")
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def replace_dir(tmp: str | os.PathLike, target: str | os.PathLike) -> None:
-    """Move the complete folder ``tmp`` to ``target`` (same file system), replacing an existing
-    ``target`` only once the new one is in place: readers see the old folder or the new one."""
-    tmp, target = Path(tmp), Path(target)
-    old = None
-    if target.exists():
-        old = target.parent / f".{target.name}.old-{os.getpid()}"
-        os.replace(target, old)
-    os.replace(tmp, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -30,3 +30,19 @@ class OfflineError(UserError):
 
 class Cancelled(Exception):
     """Raised inside long work when the user pressed Cancel."""
+
+
+def raise_for_errors(issues, lead: str = "the configuration is not valid") -> None:
+    """Raise one :class:`UserError` listing every error among ``issues`` (validation issues:
+    objects with ``is_error``, ``path``, ``message``, ``hint`` and ``format()``); do nothing when
+    there is none. One error reads ``LEAD: PATH: MESSAGE Hint: HINT``; several read
+    ``LEAD, N problems:`` and one line each (as :meth:`Issue.format` writes them)."""
+    errors = [i for i in issues if i.is_error]
+    if not errors:
+        return
+    if len(errors) == 1:
+        e = errors[0]
+        raise UserError(f"{lead}: {e.path or '(configuration)'}: {e.message}"
+                        + (f" Hint: {e.hint}" if e.hint else ""))
+    lines = "\n".join("  - " + i.format() for i in errors)
+    raise UserError(f"{lead}, {len(errors)} problems:\n{lines}")

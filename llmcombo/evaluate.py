@@ -15,7 +15,7 @@ one CSV::
     df = pd.concat([df, ev.evaluate_accuracy("zoo:domotica", "my_orders.jsonl")])
     ev.save_results(df, "results.csv")
 
-* **accuracy** -- exact match of :func:`llmcombo.tasks.normalize_command` of the product's answer
+* **accuracy** -- exact match of :func:`llmcombo.datasets.normalize_answer` of the product's answer
   against the expected command, on the held-out split of a zoo task or on a user's JSONL/CSV file
   of ``prompt``/``expected`` pairs; 95 % Wilson score interval.
 * **perplexity** -- of a single model on a list of texts (or a text file): batched, no gradients,
@@ -33,20 +33,18 @@ implement) or a callable ``fn(done, total, desc)``.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
-import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
+from llmcombo.datasets import (Dataset, Example, dataset, load_examples, normalize_answer,
+                               read_texts, task_names)
 from llmcombo.errors import OfflineError, UserError
+from llmcombo.progress import as_progress, phase
 
 COLUMNS = ["product", "task", "metric", "value", "n", "ci_low", "ci_high"]
 Z95 = 1.959963984540054
-TASK_NAMES = ("domotica", "tiempo")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -112,167 +110,6 @@ def frame(rows: Iterable[dict]):
 
 
 # ---------------------------------------------------------------------------------------------
-# progress
-# ---------------------------------------------------------------------------------------------
-
-
-class _Bar:
-    """One progress phase over ``total`` items, whatever the caller passed as ``progress``."""
-
-    def __init__(self, progress: Any, total: int, desc: str):
-        self.total, self.desc, self.done = total, desc, 0
-        self._fn = None
-        self._obj = None
-        self._tqdm = None
-        if progress is None:
-            import tqdm
-
-            self._tqdm = tqdm.tqdm(total=total, desc=desc, leave=False, disable=None,
-                                   file=sys.stderr, dynamic_ncols=True)
-        elif progress is False:
-            pass
-        elif hasattr(progress, "start") and hasattr(progress, "update"):
-            self._obj = progress
-            progress.start(total, desc)
-        elif callable(progress):
-            self._fn = progress
-            progress(0, total, desc)
-        else:
-            raise TypeError(f"progress must be None, False, a Progress or a callable, not "
-                            f"{type(progress).__name__}")
-
-    def update(self, n: int) -> None:
-        self.done += n
-        if self._tqdm is not None:
-            self._tqdm.update(n)
-        elif self._obj is not None:
-            self._obj.update(n)
-        elif self._fn is not None:
-            self._fn(self.done, self.total, self.desc)
-
-    def close(self) -> None:
-        if self._tqdm is not None:
-            self._tqdm.close()
-        elif self._obj is not None:
-            self._obj.close()
-
-    def __enter__(self) -> "_Bar":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-# ---------------------------------------------------------------------------------------------
-# data: zoo task splits and user files
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """A named list of examples (``name`` is what the ``task`` column says)."""
-
-    name: str
-    examples: list  # of llmcombo.tasks.Example
-
-
-def load_examples(path: str | os.PathLike) -> list:
-    """``prompt``/``expected`` pairs from a JSONL file (one JSON object per line) or a CSV file
-    (a header row naming the columns ``prompt`` and ``expected``), as
-    :class:`llmcombo.tasks.Example`. Raises :class:`UserError` for a missing file, another format,
-    a missing column, an unreadable line or an empty file."""
-    from llmcombo.tasks import Example
-
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise UserError(f"evaluation file not found: {p}", hint="Check the path.")
-    if p.is_dir():
-        raise UserError(f"{p} is a folder, not an evaluation file.",
-                        hint="Give a .jsonl or .csv file of prompt/expected pairs.")
-    suffix = p.suffix.lower()
-    hint = ("Each row needs a 'prompt' (what the user says) and an 'expected' (the right answer), "
-            "e.g. {\"prompt\": \"apaga la luz del salon\", \"expected\": \"LUZ_SL OFF\"}.")
-    rows: list[tuple[Any, Any]] = []
-    if suffix in (".jsonl", ".ndjson"):
-        for i, obj in _jsonl(p, hint):
-            if not isinstance(obj, dict):
-                raise UserError(f"{p}, line {i}: expected a JSON object, found "
-                                f"{type(obj).__name__}.", hint=hint)
-            missing = [k for k in ("prompt", "expected") if k not in obj]
-            if missing:
-                raise UserError(f"{p}, line {i}: missing {' and '.join(repr(m) for m in missing)}"
-                                f" (found: {', '.join(map(repr, obj)) or 'nothing'}).", hint=hint)
-            rows.append((obj["prompt"], obj["expected"]))
-    elif suffix in (".csv", ".tsv"):
-        import pandas as pd
-
-        try:
-            df = pd.read_csv(p, dtype=str, keep_default_na=False,
-                             sep="\t" if suffix == ".tsv" else ",")
-        except pd.errors.EmptyDataError:
-            raise UserError(f"{p} is empty.", hint=hint) from None
-        except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-            raise UserError(f"{p} cannot be read as {suffix[1:].upper()}: {exc}",
-                            hint=hint) from None
-        cols = {c.strip().lower(): c for c in df.columns}
-        missing = [k for k in ("prompt", "expected") if k not in cols]
-        if missing:
-            raise UserError(f"{p} has no {' and no '.join(repr(m) for m in missing)} column "
-                            f"(columns: {', '.join(map(repr, df.columns))}).", hint=hint)
-        rows = list(zip(df[cols["prompt"]], df[cols["expected"]]))
-    else:
-        raise UserError(f"{p}: unknown evaluation file type {suffix or '(none)'!r}.",
-                        hint="Use .jsonl (one {\"prompt\": ..., \"expected\": ...} per line) or "
-                             ".csv with columns prompt,expected.")
-    if not rows:
-        raise UserError(f"{p} has no examples.", hint=hint)
-    out = []
-    for i, (prompt, expected) in enumerate(rows, 1):
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise UserError(f"{p}, example {i}: the prompt is empty or not text.", hint=hint)
-        if expected is None or isinstance(expected, (dict, list)):
-            raise UserError(f"{p}, example {i}: the expected answer must be text.", hint=hint)
-        out.append(Example(prompt, str(expected)))
-    return out
-
-
-def dataset(source: Any, *, split: str = "test", limit: int | None = None) -> Dataset:
-    """A :class:`Dataset` from a zoo task name (its held-out ``split``), a JSONL/CSV path, a
-    :class:`Dataset`, or a list of :class:`~llmcombo.tasks.Example` / ``(prompt, expected)``
-    pairs. ``limit`` keeps the first ``limit`` examples (the zoo test splits are in a seeded
-    random order, so that is a random subset)."""
-    from llmcombo import tasks as T
-
-    if isinstance(source, Dataset):
-        ds = source
-    elif isinstance(source, str) and source in T.TASK_NAMES:
-        ds = Dataset(source, list(T.get_task(source).split(split)))
-    elif isinstance(source, (str, os.PathLike)):
-        p = Path(source)
-        if isinstance(source, str) and p.suffix == "" and not p.exists():
-            raise UserError(f"unknown task {source!r}",
-                            hint=f"Use a zoo task ({', '.join(T.TASK_NAMES)}) or a .jsonl/.csv "
-                                 "file of prompt/expected pairs.")
-        ds = Dataset(p.stem, load_examples(p))
-    elif isinstance(source, Sequence):
-        exs = []
-        for e in source:
-            if isinstance(e, T.Example):
-                exs.append(e)
-            elif isinstance(e, (tuple, list)) and len(e) == 2:
-                exs.append(T.Example(str(e[0]), str(e[1])))
-            else:
-                raise UserError(f"an example must be a (prompt, expected) pair, not {e!r}.")
-        ds = Dataset("examples", exs)
-    else:
-        raise UserError(f"cannot evaluate on {type(source).__name__}.",
-                        hint="Give a zoo task name, a .jsonl/.csv file or (prompt, expected) pairs.")
-    if limit is not None:
-        ds = Dataset(ds.name, ds.examples[: max(0, int(limit))])
-    return ds
-
-
-# ---------------------------------------------------------------------------------------------
 # products
 # ---------------------------------------------------------------------------------------------
 
@@ -313,7 +150,7 @@ def answer_examples(product: Any, examples: Sequence, *, batch_size: int = 64,
     prod = load_product(product)
     prompts = [e.prompt for e in examples]
     answers: list[str] = []
-    with _Bar(progress, len(prompts), desc) as bar:
+    with phase(as_progress(progress), len(prompts), desc) as bar:
         for start in range(0, len(prompts), batch_size):
             chunk = prompts[start: start + batch_size]
             answers += [a.text for a in prod.answer_batch(chunk)]
@@ -323,21 +160,21 @@ def answer_examples(product: Any, examples: Sequence, *, batch_size: int = 64,
 
 def accuracy_row(product: str, task: str, answers: Sequence[str], expected: Sequence[str]) -> dict:
     """The tidy accuracy row for answers against expected commands (exact match after
-    :func:`~llmcombo.tasks.normalize_command`), with its Wilson interval."""
-    from llmcombo.tasks import normalize_command
-
+    :func:`~llmcombo.datasets.normalize_answer`), with its Wilson interval."""
     if len(answers) != len(expected):
         raise ValueError(f"{len(answers)} answers for {len(expected)} expected values")
-    k = sum(normalize_command(a) == normalize_command(e) for a, e in zip(answers, expected))
+    k = sum(normalize_answer(a) == normalize_answer(e) for a, e in zip(answers, expected))
     n = len(expected)
     lo, hi = wilson_interval(k, n)
     return row(product, task, "accuracy", k / n if n else math.nan, n, lo, hi, correct=k)
 
 
-def evaluate_accuracy(product: Any, data: Any = TASK_NAMES, *, name: str | None = None,
+def evaluate_accuracy(product: Any, data: Any = None, *, name: str | None = None,
                       limit: int | None = None, batch_size: int = 64, progress: Any = None):
     """Exact-match accuracy of one product on each dataset in ``data`` (a zoo task name, a
     JSONL/CSV path, examples, or a list of those). One row per dataset."""
+    if data is None:
+        data = task_names()
     sources = [data] if isinstance(data, (str, os.PathLike, Dataset)) else list(data)
     if sources and not isinstance(sources[0], (str, os.PathLike, Dataset)):
         sources = [data]  # a plain list of examples
@@ -351,7 +188,7 @@ def evaluate_accuracy(product: Any, data: Any = TASK_NAMES, *, name: str | None 
     return frame(rows)
 
 
-def evaluate(products: Any, tasks: Any = TASK_NAMES, *, limit: int | None = None,
+def evaluate(products: Any, tasks: Any = None, *, limit: int | None = None,
              batch_size: int = 64, progress: Any = None):
     """Accuracy of every product on every task: ``products`` is one product, a list, or a dict
     ``{name: product}``. Returns one tidy frame."""
@@ -367,7 +204,7 @@ def evaluate(products: Any, tasks: Any = TASK_NAMES, *, limit: int | None = None
 # ---------------------------------------------------------------------------------------------
 
 
-def _model_and_tokenizer(model: Any):
+def model_and_tokenizer(model: Any):
     """``(model, tokenizer)`` from a single-model product, a loaded model, a pair, or a reference."""
     if isinstance(model, tuple) and len(model) == 2:
         return model
@@ -393,44 +230,6 @@ def _model_and_tokenizer(model: Any):
                     hint="Give a model folder, zoo:NAME, a hub id or (model, tokenizer).")
 
 
-def _utf8_lines(p: Path, hint: str | None = None) -> list[str]:
-    try:
-        return p.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise UserError(f"{p} is not UTF-8 text.", hint=hint) from None
-
-
-def _jsonl(p: Path, hint: str | None = None) -> Iterator[tuple[int, Any]]:
-    """``(line number, value)`` for every non-empty line of a JSON Lines file."""
-    for i, line in enumerate(_utf8_lines(p, hint), 1):
-        if not line.strip():
-            continue
-        try:
-            yield i, json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{p}, line {i}: not valid JSON ({exc.msg}).", hint=hint) from None
-
-
-def read_texts(path: str | os.PathLike) -> list[str]:
-    """Texts from a file: ``.jsonl`` (the ``text`` field of each line) or plain text (one text per
-    non-empty line)."""
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise UserError(f"text file not found: {p}", hint="Check the path.")
-    if p.suffix.lower() in (".jsonl", ".ndjson"):
-        texts = []
-        for i, obj in _jsonl(p):
-            if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
-                raise UserError(f"{p}, line {i}: needs a \"text\" field.",
-                                hint='Write one {"text": "..."} per line.')
-            texts.append(obj["text"])
-    else:
-        texts = [line for line in _utf8_lines(p) if line.strip()]
-    if not texts:
-        raise UserError(f"{p} has no texts.")
-    return texts
-
-
 def token_nll(model: Any, texts: Sequence[str], *, batch_size: int = 16, progress: Any = None,
               add_special_tokens: bool = True) -> tuple[list[float], list[int]]:
     """Per text: the summed negative log-likelihood (nats) of its tokens after the first, and how
@@ -440,7 +239,7 @@ def token_nll(model: Any, texts: Sequence[str], *, batch_size: int = 16, progres
 
     if isinstance(texts, str):
         raise UserError("perplexity needs a list of texts (or a file path given to perplexity()).")
-    lm, tok = _model_and_tokenizer(model)
+    lm, tok = model_and_tokenizer(model)
     texts = list(texts)
     if any(not isinstance(t, str) for t in texts):
         raise UserError("perplexity needs a list of texts.")
@@ -453,7 +252,7 @@ def token_nll(model: Any, texts: Sequence[str], *, batch_size: int = 16, progres
     if hasattr(lm, "eval"):
         lm.eval()
     try:
-        with torch.inference_mode(), _Bar(progress, len(encoded), "perplexity") as bar:
+        with torch.inference_mode(), phase(as_progress(progress), len(encoded), "perplexity") as bar:
             for start in range(0, len(encoded), batch_size):
                 chunk = encoded[start: start + batch_size]
                 width = max(1, max(len(ids) for ids in chunk))
@@ -546,11 +345,9 @@ def accuracy_table(df):
 
 def save_results(df, path: str | os.PathLike) -> Path:
     """Write a results frame as CSV atomically (temporary file + rename)."""
-    from llmcombo.configuration import write_text_atomic
+    from llmcombo.fsutil import atomic_write
 
-    p = Path(path)
-    write_text_atomic(p, df.to_csv(index=False))
-    return p
+    return atomic_write(path, df.to_csv(index=False))
 
 
 def load_results(path: str | os.PathLike):
@@ -565,68 +362,6 @@ def load_results(path: str | os.PathLike):
     if missing:
         raise UserError(f"{p} is not a results file: missing columns {', '.join(missing)}.")
     return df
-
-
-def config_hash(config: Any, extra: Any = None, length: int = 12) -> str:
-    """A short stable hash of a configuration (canonical JSON) and anything else it depends on."""
-    text = json.dumps({"config": _plain(config), "extra": _plain(extra)}, sort_keys=True,
-                      default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
-
-
-def _plain(x: Any) -> Any:
-    if isinstance(x, Mapping):
-        return {str(k): _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
-    return x
-
-
-def _model_fingerprint(ref: Any) -> Any:
-    """What identifies the weights behind a model reference (size and mtime of its files)."""
-    from llmcombo import modelref
-
-    if not isinstance(ref, str):
-        return None
-    path = Path(modelref.resolve(ref))
-    if not path.is_dir():
-        return ref
-    files = sorted(f for f in path.iterdir() if f.suffix in (".safetensors", ".bin", ".json"))
-    return [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]
-
-
-def _refs(config: Any) -> list[str]:
-    out = []
-    if isinstance(config, Mapping):
-        for k, v in config.items():
-            if k in ("model", "base_model", "source_model") and isinstance(v, str):
-                out.append(v)
-            else:
-                out += _refs(v)
-    elif isinstance(config, (list, tuple)):
-        for v in config:
-            out += _refs(v)
-    return out
-
-
-def build_cached(config: Mapping, cache_dir: str | os.PathLike, *, name: str | None = None,
-                 progress: Any = None, options: Any = None) -> Path:
-    """Run a merge / MoE configuration with :func:`llmcombo.run.run` into
-    ``cache_dir/NAME-HASH`` unless that folder is already there. The hash covers the
-    configuration and the identity (size, mtime) of every input model's files, so changing
-    either builds anew. Returns the model folder."""
-    from llmcombo.run import NullProgress, run
-
-    refs = sorted(set(_refs(config)))
-    digest = config_hash(config, {r: _model_fingerprint(r) for r in refs})
-    label = name or str(config.get("name") or "model")
-    out = Path(cache_dir) / f"{label}-{digest}"
-    if (out / "config.json").is_file():
-        return out
-    Path(cache_dir).mkdir(parents=True, exist_ok=True)
-    prog = progress if progress is not None and hasattr(progress, "start") else NullProgress()
-    run(config, out, options=options, progress=prog, overwrite=out.exists())
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -761,7 +496,7 @@ def lm_eval_frame(results: Mapping, product: str):
 
 __all__ = [
     "COLUMNS", "Dataset", "accuracy_row", "answer_examples", "bootstrap_perplexity_interval",
-    "build_cached", "config_hash", "dataset", "evaluate", "evaluate_accuracy",
+    "Example", "dataset", "evaluate", "evaluate_accuracy", "model_and_tokenizer",
     "evaluate_lm_eval", "evaluate_perplexity", "frame", "lm_eval_frame", "load_examples",
     "load_results", "perplexity", "product_name", "read_texts", "row", "sample_generations",
     "save_results", "token_nll", "wilson_interval",

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from llmcombo.errors import OfflineError, UserError
+from llmcombo.fsutil import atomic_write
 
 LINEAGE_FILE = "llmcombo_lineage.json"
 CARD_FILE = "README.md"
@@ -133,13 +134,10 @@ def _method_text(kind: str, method: str, mk: dict) -> tuple[str, str]:
         return ("mixture of experts",
                 f"A mixture of experts built from {n} dense model(s) with mergekit's MoE builder "
                 f"(gate mode `{gate}`, {mk.get('experts_per_token', 2)} expert(s) per token).")
-    try:
-        from mergekit.merge_methods import get
+    from llmcombo.productline import merge_methods
 
-        spec = get(method).spec
-        pretty, url = spec.pretty_name or method, spec.reference_url
-    except Exception:
-        pretty, url = method, None
+    info = merge_methods().get(method)
+    pretty, url = (info.pretty_name, info.reference_url) if info else (method, None)
     text = f"Merged with the **{pretty}** method (`{method}`) of mergekit"
     text += f" ([reference]({url}))." if url else "."
     if mk.get("base_model"):
@@ -183,7 +181,7 @@ def _eval_table(folder: Path) -> str | None:
 def _inputs_from(lineage: dict | None, kind: str, mk: dict) -> list[dict]:
     if lineage and lineage.get("inputs"):
         return list(lineage["inputs"])
-    from llmcombo.preflight import model_slots
+    from llmcombo.productline import model_slots
 
     return [{"field": s.path, "role": s.role, "given": s.ref, "resolved": s.ref}
             for s in model_slots({kind: mk})]
@@ -293,12 +291,6 @@ def _check_repo_id(repo_id: str) -> None:
                         field="repo_id", hint="Write it as user/name, e.g. me/my-merge.") from None
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _refuse_files_with_token(folder: Path, files: list[str], token: str) -> None:
     needle = token.encode()
     for rel in files:
@@ -358,7 +350,7 @@ def publish(folder, repo_id: str, *, private: bool = False, license: str | None 
     card = build_card(folder, repo_id=repo_id, license=license)
     text = _scrub(str(card), tok)
     card_path = folder / CARD_FILE
-    _write_atomic(card_path, text)
+    atomic_write(card_path, text)
     files = _files_to_upload(folder)
     result = PublishResult(repo_id=repo_id, url=f"https://huggingface.co/{repo_id}",
                            card_path=card_path, files=files,
@@ -367,13 +359,13 @@ def publish(folder, repo_id: str, *, private: bool = False, license: str | None 
     if dry_run:
         return result
     _refuse_files_with_token(folder, files, tok)
-    from llmcombo.preflight import hub_reachable
+    from llmcombo.preflight import models as pm
 
     offline = OfflineError("publishing needs the Hugging Face Hub, which is not reachable "
                            "(offline?).",
                            hint="Connect to the internet and try again; --dry-run writes the "
                            "card and lists the files without the network.")
-    if not hub_reachable():
+    if not pm.hub_reachable():
         raise offline
     from huggingface_hub import HfApi
 

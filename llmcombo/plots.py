@@ -1,28 +1,25 @@
-"""Figures of evaluation results (matplotlib, safe under the Agg backend).
+"""Figures of results (matplotlib, safe under the Agg backend): tidy frames in, figures out.
 
 Each ``plot_*`` function takes a tidy pandas frame and returns a :class:`matplotlib.figure.Figure`;
-none calls ``show`` or touches pyplot's global state, so they work in notebooks, scripts and
-tests alike (``fig.savefig(...)``, or let Jupyter display the returned figure). Each frame comes
-from a function here or in :mod:`llmcombo.evaluate`:
+none calls ``show``, touches pyplot's global state or runs a model, so they work in notebooks,
+scripts and tests alike. The frames come from:
 
-=====================================  =====================================================
-data                                   figure
-=====================================  =====================================================
-:func:`llmcombo.evaluate.evaluate`     :func:`plot_accuracy` -- parents vs combinations per task
-:func:`interpolation_sweep`            :func:`plot_interpolation_sweep` -- accuracy along t
-:func:`task_vector_norms`              :func:`plot_task_vector_norms` -- what fine-tuning changed
-:func:`moe_routing_share`              :func:`plot_routing_share` -- which expert the gates pick
-:func:`vote_scaling`                   :func:`plot_vote_scaling` -- vote accuracy as N grows
-=====================================  =====================================================
+==================================================  ==================================================
+data                                                figure
+==================================================  ==================================================
+:func:`llmcombo.evaluate.evaluate`                  :func:`plot_accuracy` -- parents vs combinations
+:func:`llmcombo.zoo.experiments.interpolation_sweep` :func:`plot_interpolation_sweep` -- accuracy along t
+:func:`llmcombo.analysis.task_vector_norms`         :func:`plot_task_vector_norms` -- what fine-tuning changed
+:func:`llmcombo.analysis.moe_routing_share`         :func:`plot_routing_share` -- which expert the gates pick
+:func:`llmcombo.zoo.experiments.vote_scaling`       :func:`plot_vote_scaling` -- vote accuracy as N grows
+==================================================  ==================================================
 """
 
 from __future__ import annotations
 
-import math
 import os
-import re
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from llmcombo.errors import UserError
 
@@ -110,53 +107,6 @@ def plot_accuracy(df, *, products: Sequence[str] | None = None, tasks: Sequence[
 # ---------------------------------------------------------------------------------------------
 
 
-def sweep_config(model_a: str, model_b: str, t: float, method: str = "slerp",
-                 dtype: str = "float32") -> dict:
-    """The merge configuration of one sweep point: ``t = 0`` is model A, ``t = 1`` model B."""
-    if method == "slerp":
-        merge = {"method": "slerp", "base_model": model_a,
-                 "models": [{"model": model_a}, {"model": model_b}],
-                 "parameters": {"t": float(t)}, "dtype": dtype}
-    elif method == "linear":
-        merge = {"method": "linear",
-                 "models": [{"model": model_a, "parameters": {"weight": round(1.0 - t, 10)}},
-                            {"model": model_b, "parameters": {"weight": float(t)}}],
-                 "dtype": dtype}
-    else:
-        raise UserError(f"an interpolation sweep uses slerp or linear, not {method!r}.")
-    return {"name": f"{method}-t{t:.3f}", "merge": merge}
-
-
-def interpolation_sweep(model_a: str, model_b: str, *, method: str = "slerp", k: int = 5,
-                        tasks: Sequence[str] = ("domotica", "tiempo"), limit: int | None = None,
-                        cache_dir: str | os.PathLike, batch_size: int = 64, progress: Any = None,
-                        ts: Sequence[float] | None = None):
-    """Accuracy on each task along ``t = 0, 1/(k-1), ..., 1`` between ``model_a`` and ``model_b``.
-    Each point is a merge run with :func:`llmcombo.run.run` and cached in ``cache_dir`` by its
-    configuration hash (a second sweep reuses them). Rows: the tidy columns plus ``t`` and
-    ``method``; ``product`` is ``METHOD t=T``."""
-    import pandas as pd
-
-    from llmcombo import evaluate as ev
-
-    if ts is None:
-        if k < 2:
-            raise UserError("an interpolation sweep needs at least 2 points (k >= 2).")
-        ts = [i / (k - 1) for i in range(k)]
-    rows = []
-    for t in ts:
-        folder = ev.build_cached(sweep_config(model_a, model_b, t, method), cache_dir,
-                                 name=f"sweep-{method}-t{t:.3f}")
-        for task in tasks:
-            ds = ev.dataset(task, limit=limit)
-            answers = ev.answer_examples(str(folder), ds.examples, batch_size=batch_size,
-                                         progress=progress, desc=f"{method} t={t:.2f} {task}")
-            r = ev.accuracy_row(f"{method} t={t:.2f}", ds.name, answers,
-                                [e.expected for e in ds.examples])
-            rows.append({**r, "t": float(t), "method": method})
-    return pd.DataFrame(rows)
-
-
 def plot_interpolation_sweep(df, *, title: str | None = None, label_a: str = "A",
                              label_b: str = "B"):
     """One line per task: accuracy against the interpolation weight ``t``, 95 % band."""
@@ -183,63 +133,8 @@ def plot_interpolation_sweep(df, *, title: str | None = None, label_a: str = "A"
 # task vectors
 # ---------------------------------------------------------------------------------------------
 
-_LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.(.+)$")
 KIND_ORDER = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
               "input_layernorm", "post_attention_layernorm"]
-
-
-def _kind(rest: str) -> str:
-    parts = [p for p in rest.split(".") if p not in ("weight", "bias", "self_attn", "mlp")]
-    return ".".join(parts) or rest
-
-
-def _read_tensors(folder: str | os.PathLike) -> dict:
-    from safetensors.torch import load_file
-
-    from llmcombo import modelref
-
-    path = Path(modelref.resolve(str(folder)))
-    files = sorted(path.glob("*.safetensors")) if path.is_dir() else []
-    if not files:
-        raise UserError(f"no .safetensors weights in {path}",
-                        hint="Task vectors are read from local safetensors model folders.")
-    out = {}
-    for f in files:
-        out.update(load_file(str(f)))
-    return out
-
-
-def task_vector_norms(base: str | os.PathLike, models: Mapping[str, str | os.PathLike]):
-    """Per model, layer and tensor kind: ``norm`` = ||theta_model - theta_base|| (Frobenius) and
-    ``relative`` = norm / ||theta_base||, read with safetensors. Tensors outside the decoder
-    layers (embeddings, final norm, lm_head) get ``layer = -1`` and their own kind."""
-    import pandas as pd
-    import torch
-
-    base_t = _read_tensors(base)
-    rows = []
-    for name, folder in models.items():
-        tensors = _read_tensors(folder)
-        acc: dict[tuple[int, str], list[float]] = {}
-        for key, w in tensors.items():
-            if key not in base_t:
-                continue
-            b = base_t[key].to(torch.float64)
-            if b.shape != w.shape:
-                raise UserError(f"{name}: {key} has shape {tuple(w.shape)}, the base "
-                                f"{tuple(b.shape)}; a task vector needs the same architecture.")
-            m = _LAYER.search(key)
-            layer, kind = (int(m.group(1)), _kind(m.group(2))) if m else \
-                (-1, key.removeprefix("model.").removesuffix(".weight"))
-            diff = float(torch.sum((w.to(torch.float64) - b) ** 2))
-            ref = float(torch.sum(b ** 2))
-            a = acc.setdefault((layer, kind), [0.0, 0.0])
-            a[0] += diff
-            a[1] += ref
-        for (layer, kind), (d2, b2) in sorted(acc.items()):
-            rows.append({"model": name, "layer": layer, "kind": kind, "norm": math.sqrt(d2),
-                         "relative": math.sqrt(d2) / math.sqrt(b2) if b2 > 0 else math.nan})
-    return pd.DataFrame(rows, columns=["model", "layer", "kind", "norm", "relative"])
 
 
 def plot_task_vector_norms(df, *, value: str = "relative", base_label: str = "base",
@@ -281,85 +176,6 @@ def plot_task_vector_norms(df, *, value: str = "relative", base_label: str = "ba
 # ---------------------------------------------------------------------------------------------
 
 
-def _gate_modules(model) -> list[tuple[int, Any]]:
-    """``(layer, router module)`` for every sparse MoE block of a Mixtral-style model."""
-    gates = []
-    for name, module in model.named_modules():
-        m = re.search(r"layers\.(\d+)\.(?:block_sparse_moe|mlp)\.gate$", name)
-        if m:
-            gates.append((int(m.group(1)), module))
-    return sorted(gates, key=lambda x: x[0])
-
-
-def moe_routing_share(model: Any, prompt_sets: Mapping[str, Sequence[str]], *,
-                      template: str | None = "zoo", batch_size: int = 32):
-    """Share of (real, non-padding) tokens routed to each expert, per layer and prompt set, in a
-    Mixtral-style MoE (hooks on the router/gate of every layer; top-k = the model's
-    ``num_experts_per_tok``). ``model`` is a folder / ``zoo:``-style reference or a
-    ``(model, tokenizer)`` pair. ``template="zoo"`` formats prompts as the zoo tasks do.
-    Rows: ``prompt_set, layer, expert, tokens, share``."""
-    import pandas as pd
-    import torch
-
-    from llmcombo import evaluate as ev
-    from llmcombo.tasks import format_prompt
-
-    lm, tok = ev._model_and_tokenizer(model)
-    gates = _gate_modules(lm)
-    if not gates:
-        raise UserError("this model has no mixture-of-experts gates (router modules) to read.",
-                        hint="Routing shares need a Mixtral-style MoE, e.g. the output of "
-                             "llmcombo merge on a moe: configuration.")
-    n_experts = int(getattr(lm.config, "num_local_experts", 0) or
-                    getattr(lm.config, "num_experts", 0))
-    top_k = int(getattr(lm.config, "num_experts_per_tok", 1) or 1)
-    captured: dict[int, torch.Tensor] = {}
-
-    def hook(layer):
-        def fn(module, inputs, output):
-            logits = output[0] if isinstance(output, tuple) else output
-            captured[layer] = logits.detach().float().reshape(-1, logits.shape[-1])
-        return fn
-
-    handles = [mod.register_forward_hook(hook(layer)) for layer, mod in gates]
-    rows = []
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    try:
-        with torch.inference_mode():
-            for set_name, prompts in prompt_sets.items():
-                counts = torch.zeros((len(gates), n_experts), dtype=torch.float64)
-                texts = [format_prompt(p) if template == "zoo" else
-                         (template.replace("{input}", p) if template else p) for p in prompts]
-                for start in range(0, len(texts), batch_size):
-                    ids_list = tok(texts[start: start + batch_size])["input_ids"]
-                    width = max(len(x) for x in ids_list)
-                    ids = torch.full((len(ids_list), width), pad, dtype=torch.long)
-                    mask = torch.zeros((len(ids_list), width), dtype=torch.long)
-                    for i, seq in enumerate(ids_list):  # right padding
-                        ids[i, : len(seq)] = torch.tensor(seq)
-                        mask[i, : len(seq)] = 1
-                    captured.clear()
-                    lm(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device))
-                    real = mask.reshape(-1).bool()
-                    for li, (layer, _) in enumerate(gates):
-                        logits = captured[layer].cpu()
-                        if logits.shape[0] != real.shape[0]:
-                            raise RuntimeError(f"router of layer {layer} saw {logits.shape[0]} "
-                                               f"tokens, expected {real.shape[0]}")
-                        chosen = torch.topk(logits[real], top_k, dim=-1).indices.reshape(-1)
-                        counts[li] += torch.bincount(chosen, minlength=n_experts).double()
-                for li, (layer, _) in enumerate(gates):
-                    total = float(counts[li].sum())
-                    for e in range(n_experts):
-                        rows.append({"prompt_set": set_name, "layer": layer, "expert": e,
-                                     "tokens": int(counts[li, e]),
-                                     "share": float(counts[li, e]) / total if total else math.nan})
-    finally:
-        for h in handles:
-            h.remove()
-    return pd.DataFrame(rows, columns=["prompt_set", "layer", "expert", "tokens", "share"])
-
-
 def plot_routing_share(df, *, expert_names: Mapping[int, str] | Sequence[str] | None = None,
                        title: str = "MoE routing: share of tokens per expert"):
     """One panel per prompt set: stacked bars per layer, one colour per expert."""
@@ -396,42 +212,6 @@ def plot_routing_share(df, *, expert_names: Mapping[int, str] | Sequence[str] | 
 # ---------------------------------------------------------------------------------------------
 
 
-def vote_config(members: Sequence[str], samples: int, *, temperature: float = 1.0,
-                seed: int = 0, tie_break: str = "likelihood") -> dict:
-    """An ensemble configuration: every member answers ``samples`` times; majority wins."""
-    vote: dict[str, Any] = {"members": [{"model": m} for m in members], "samples": int(samples),
-                            "decide": "majority", "tie_break": tie_break}
-    if samples > 1 or temperature > 0:
-        vote["sampling"] = {"temperature": float(temperature), "seed": int(seed)}
-    return {"ensemble": {"vote": vote}}
-
-
-def vote_scaling(members: Sequence[str], samples: Sequence[int] = (1, 2, 3, 5), *,
-                 tasks: Sequence[str] = ("domotica", "tiempo"), limit: int | None = None,
-                 temperature: float = 1.0, seed: int = 0, tie_break: str = "likelihood",
-                 batch_size: int = 64, progress: Any = None):
-    """Accuracy of a vote as the number of answers grows: for each ``s`` in ``samples`` every
-    member answers ``s`` times (sampled at ``temperature``, seeded). Rows: tidy columns plus
-    ``samples`` and ``N`` (answers per prompt = members x samples)."""
-    import pandas as pd
-
-    from llmcombo import evaluate as ev
-    from llmcombo.ensemble import load_product
-
-    rows = []
-    for s in samples:
-        product = load_product(vote_config(members, s, temperature=temperature, seed=seed,
-                                           tie_break=tie_break))
-        n = len(members) * int(s)
-        for task in tasks:
-            ds = ev.dataset(task, limit=limit)
-            answers = ev.answer_examples(product, ds.examples, batch_size=batch_size,
-                                         progress=progress, desc=f"vote N={n} {task}")
-            r = ev.accuracy_row(f"vote N={n}", ds.name, answers, [e.expected for e in ds.examples])
-            rows.append({**r, "samples": int(s), "N": n})
-    return pd.DataFrame(rows)
-
-
 def plot_vote_scaling(df, *, title: str = "Vote accuracy as the number of answers N grows"):
     """One line per task: accuracy against N (answers per prompt), 95 % interval bars."""
     _need(df, ["N", "task", "value", "ci_low", "ci_high"], "plot_vote_scaling")
@@ -452,24 +232,15 @@ def plot_vote_scaling(df, *, title: str = "Vote accuracy as the number of answer
 
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
-    """Save a figure as PNG atomically (temporary file in the same folder, then rename)."""
-    import tempfile
+    """Save a figure as PNG atomically (never a half-written file)."""
+    import io
 
-    p = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".png", dir=p.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=dpi, format="png")
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return p
+    from llmcombo.fsutil import atomic_write
+
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=dpi, format="png")
+    return atomic_write(path, buf.getvalue())
 
 
-__all__ = [
-    "interpolation_sweep", "moe_routing_share", "plot_accuracy", "plot_interpolation_sweep",
-    "plot_routing_share", "plot_task_vector_norms", "plot_vote_scaling", "save_figure",
-    "sweep_config", "task_vector_norms", "vote_config", "vote_scaling",
-]
+__all__ = ["plot_accuracy", "plot_interpolation_sweep", "plot_routing_share",
+           "plot_task_vector_norms", "plot_vote_scaling", "save_figure"]

@@ -92,7 +92,7 @@ WORK.mkdir(parents=True, exist_ok=True)
 os.chdir(WORK)
 N = {n}  # held-out prompts per task: enough to tell a kept skill from a lost one, quick on a CPU
 
-z = zoo.build()  # trains the zoo the first time (a few minutes on a CPU), then reuses it
+z = zoo.build()  # the zoo shipped with llmcombo (trained once and reused if not shipped)
 print("zoo:", z.dir)
 print("working folder:", WORK)
 assert {{"base", "domotica", "tiempo", "selector"}} <= set(z.models)'''
@@ -182,8 +182,9 @@ fig"""),
     ("md", """\
 ## 4. The same in three lines of Python
 
-Without `out=`, `llmcombo.merge` writes to `llmcombo-out/<method>-<hash>` in the current folder
-(here the working folder): the same configuration always lands in the same place."""),
+Without `out=`, `llmcombo.merge` writes to `<outputs>/<method>-<hash>`, where `<outputs>` is
+`$LLMCOMBO_OUTPUTS` or `llmcombo-out` in the current folder (`merged.path` says where): the same
+configuration always lands in the same place."""),
     ("code", """\
 import llmcombo
 merged = llmcombo.merge("ties", ["zoo:domotica", "zoo:tiempo"], base="zoo:base", density=0.9)
@@ -192,7 +193,7 @@ llmcombo.compare([merged, "zoo:domotica", "zoo:tiempo"], limit=N)"""),
 # the three lines build the same weights, so they score exactly as above
 # (`_` is the result of the previous cell: the comparison it displayed)
 again = _.table()
-assert Path(merged.path).parent.name == "llmcombo-out"
+assert Path(merged.path).parent == llmcombo.api.outputs_dir().absolute()
 assert list(again.loc[merged.path.name]) == list(acc.loc["ties", again.columns])"""),
     ("md", """\
 ## 5. The same as a form
@@ -228,6 +229,7 @@ import pandas as pd
 from llmcombo import evaluate as ev
 from llmcombo import plots
 from llmcombo.productline import merge_methods
+from llmcombo.run import run_cached
 
 methods = merge_methods()
 catalogue = pd.DataFrame(
@@ -240,7 +242,7 @@ assert "density" in {p.name for p in methods["ties"].params}"""),
     ("md", """\
 ## 2. Six merges of the same two specialists
 
-Each configuration is validated and run by mergekit; `build_cached` keeps the result in
+Each configuration is validated and run by mergekit; `run_cached` keeps the result in
 `models/` under a hash of the configuration, so running the notebook again reuses it."""),
     ("code", """\
 pair = ["zoo:domotica", "zoo:tiempo"]
@@ -252,7 +254,7 @@ configs = {
     "ties d=0.9": llmcombo.configure("ties", pair, base="zoo:base", density=0.9),
     "dare_ties": llmcombo.configure("dare_ties", pair, base="zoo:base", density=0.7),
 }
-folders = {name: ev.build_cached(cfg, WORK / "models", name=name.replace(" ", "_"))
+folders = {name: run_cached(cfg, WORK / "models", name=name.replace(" ", "_"))
            for name, cfg in configs.items()}
 for name, folder in folders.items():
     print(f"{name:16s} {folder.name}")
@@ -364,9 +366,11 @@ assert doc["base_model"] == str(z.path("base"))"""),
 SLERP from `domotica` (t = 0) to `tiempo` (t = 1): each point is a merge (cached), evaluated
 on both tasks. The two skills trade places along the way."""),
     ("code", """\
-sweep = plots.interpolation_sweep("zoo:domotica", "zoo:tiempo", method="slerp",
-                                  ts=(0.0, 0.25, 0.5, 0.75, 1.0), limit=N,
-                                  cache_dir=WORK / "models")
+from llmcombo.zoo import experiments
+
+sweep = experiments.interpolation_sweep("zoo:domotica", "zoo:tiempo", method="slerp",
+                                        ts=(0.0, 0.25, 0.5, 0.75, 1.0), limit=N,
+                                        cache_dir=WORK / "models")
 display(sweep.pivot_table(index="t", columns="task", values="value").style.format("{:.0%}"))
 plots.plot_interpolation_sweep(sweep, label_a="domotica", label_b="tiempo")"""),
     ("code", """\
@@ -402,7 +406,7 @@ and the hidden-state gates barely tell the two tasks apart (embedding gates do b
     "03_mixture_of_experts", 40) + [
     ("md", "## 1. The configuration"),
     ("code", """\
-from llmcombo import tasks
+from llmcombo.zoo import tasks
 
 positive = {t: [e.prompt for e in tasks.get_task(t).split("train")][:8]
             for t in ("domotica", "tiempo")}
@@ -441,7 +445,7 @@ assert config["num_local_experts"] == 2 and config["num_experts_per_tok"] == 1""
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from llmcombo.tasks import format_prompt
+from llmcombo.zoo.tasks import format_prompt
 
 tok = AutoTokenizer.from_pretrained(moe.path)
 model = AutoModelForCausalLM.from_pretrained(moe.path).eval()
@@ -463,10 +467,11 @@ The comparison also builds a second MoE whose shared weights come from `zoo:domo
 automation skill back."""),
     ("code", """\
 from llmcombo import evaluate as ev
+from llmcombo.run import run_cached
 
 shared_dom = copy.deepcopy(cfg)
 shared_dom["moe"]["base_model"] = "zoo:domotica"
-moe_dom = ev.build_cached(shared_dom, WORK / "models", name="moe-shared-domotica")
+moe_dom = run_cached(shared_dom, WORK / "models", name="moe-shared-domotica")
 comparison = llmcombo.compare({"moe": moe, "moe (shared from domotica)": str(moe_dom),
                                "domotica": "zoo:domotica", "tiempo": "zoo:tiempo",
                                "base": "zoo:base"}, limit=N)
@@ -490,14 +495,16 @@ prompts' raw token embeddings instead of hidden states)."""),
     ("code", """\
 import pandas as pd
 
-from llmcombo import plots
+from llmcombo import analysis, plots
+from llmcombo.run import run_cached
+from llmcombo.zoo.tasks import format_prompt
 
 held_out = {t: [e.prompt for e in ev.dataset(t, limit=N).examples] for t in ("domotica", "tiempo")}
 cheap = copy.deepcopy(cfg)
 cheap["moe"]["gate_mode"] = "cheap_embed"
-moe_cheap = ev.build_cached(cheap, WORK / "models", name="moe-cheap-embed")
-routing = {"hidden": plots.moe_routing_share(moe.path, held_out),
-           "cheap_embed": plots.moe_routing_share(moe_cheap, held_out)}
+moe_cheap = run_cached(cheap, WORK / "models", name="moe-cheap-embed")
+routing = {"hidden": analysis.moe_routing_share(moe.path, held_out, template=format_prompt),
+           "cheap_embed": analysis.moe_routing_share(moe_cheap, held_out, template=format_prompt)}
 to_domotica_expert = pd.DataFrame(
     {mode: r[r["expert"] == 0].groupby("prompt_set")["share"].mean() for mode, r in routing.items()}).T
 display(to_domotica_expert.style.format("{:.0%}").set_caption(
@@ -552,7 +559,7 @@ import json
 
 from llmcombo import evaluate as ev
 from llmcombo.ensemble import load_product
-from llmcombo.tasks import normalize_command
+from llmcombo.zoo.tasks import normalize_command
 
 
 def show(answer):
@@ -666,11 +673,12 @@ import pandas as pd
 
 from llmcombo import evaluate as ev
 from llmcombo import plots
+from llmcombo.run import run_cached
 
 pair = ["zoo:domotica", "zoo:tiempo"]
-ties = ev.build_cached(llmcombo.configure("ties", pair, base="zoo:base", density=0.9),
-                       WORK / "models", name="ties")
-task_arithmetic = ev.build_cached(llmcombo.configure("task_arithmetic", pair, base="zoo:base"),
+ties = run_cached(llmcombo.configure("ties", pair, base="zoo:base", density=0.9),
+                  WORK / "models", name="ties")
+task_arithmetic = run_cached(llmcombo.configure("task_arithmetic", pair, base="zoo:base"),
                                   WORK / "models", name="task_arithmetic")
 router = {"ensemble": {"router": {
     "selector": {"kind": "label_model", "model": "zoo:selector"},
@@ -680,7 +688,7 @@ products = {"base": "zoo:base", "domotica": "zoo:domotica", "tiempo": "zoo:tiemp
             "ties": str(ties), "task_arithmetic": str(task_arithmetic), "router": router}"""),
     ("md", "## 2. Accuracy and perplexity in one frame"),
     ("code", """\
-from llmcombo.tasks import format_example
+from llmcombo.zoo.tasks import format_example
 
 accuracy = ev.evaluate(products, limit=N)
 texts = {t: [format_example(e) for e in ev.dataset(t, limit=N).examples]
@@ -718,7 +726,9 @@ fig = plots.plot_accuracy(results, parents=["base", "domotica", "tiempo"])
 plots.save_figure(fig, WORK / "accuracy.png")
 fig"""),
     ("code", """\
-norms = plots.task_vector_norms("zoo:base", {"domotica": "zoo:domotica", "tiempo": "zoo:tiempo"})
+from llmcombo import analysis
+
+norms = analysis.task_vector_norms("zoo:base", {"domotica": "zoo:domotica", "tiempo": "zoo:tiempo"})
 assert (norms["norm"] > 0).all() and set(norms["model"]) == {"domotica", "tiempo"}
 fig = plots.plot_task_vector_norms(norms)
 plots.save_figure(fig, WORK / "task_vectors.png")

@@ -4,13 +4,13 @@ import pytest
 
 import llmcombo
 from llmcombo.errors import UserError
-from llmcombo.generate import to_mergekit
+from llmcombo.generate import to_document
 
 
 def test_configure_builds_the_same_configuration_as_the_yaml():
     cfg = llmcombo.configure("ties", ["org/a", {"model": "org/b", "density": 0.3}],
                              base="org/base", density=0.5, normalize=True)
-    kind, doc = to_mergekit(cfg, resolve=False)
+    kind, doc = to_document(cfg, resolve=False)
     assert kind == "merge" and doc["merge_method"] == "ties"
     assert doc["parameters"] == {"density": 0.5, "normalize": True}
     assert doc["models"][1]["parameters"] == {"density": 0.3, "weight": 1.0}

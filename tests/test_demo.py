@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from llmcombo import cli
-from llmcombo import demo as D
+from llmcombo.zoo import demo as D
 
 pytestmark = pytest.mark.slow
 

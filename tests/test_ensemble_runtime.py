@@ -16,10 +16,10 @@ import sys
 import pytest
 import yaml
 
-from llmcombo import tasks
+from llmcombo.zoo import tasks
 from llmcombo.cli import main
 from llmcombo.errors import UserError
-from llmcombo.tasks import normalize_command
+from llmcombo.zoo.tasks import normalize_command
 
 N_PROMPTS = 48
 DOMOTICA, TIEMPO = "zoo:domotica", "zoo:tiempo"
@@ -237,9 +237,9 @@ def _generation(answer: str, logprob: float = -1.0):
 def test_three_answers_two_agree_that_one_wins(zoo):
     """The seed's example: LUZ_SL OFF once, LUZ_SL ON twice -> LUZ_SL ON."""
     from llmcombo.ensemble import from_spec
-    from llmcombo.generate import to_mergekit
+    from llmcombo.generate import to_document
 
-    _, spec = to_mergekit(noisy_vote(3), resolve=False)
+    _, spec = to_document(noisy_vote(3), resolve=False)
     vote = from_spec(spec)
     m = vote.voters[0]
     a = vote._decide("apaga la luz del salon", [(m, _generation("LUZ_SL OFF")),
@@ -254,9 +254,9 @@ def test_three_answers_two_agree_that_one_wins(zoo):
 @pytest.mark.parametrize("rule,expected", [("first", "LUZ_SL OFF"), ("likelihood", "LUZ_SL ON")])
 def test_ties_are_broken_by_the_stated_rule(zoo, rule, expected):
     from llmcombo.ensemble import from_spec
-    from llmcombo.generate import to_mergekit
+    from llmcombo.generate import to_document
 
-    _, spec = to_mergekit(noisy_vote(4, tie_break=rule), resolve=False)
+    _, spec = to_document(noisy_vote(4, tie_break=rule), resolve=False)
     vote = from_spec(spec)
     m = vote.voters[0]
     a = vote._decide("apaga la luz del salon", [
@@ -270,10 +270,10 @@ def test_a_judge_function_picks_a_known_command(zoo):
     """decide: judge with known_command: the only answer that is a real command wins even when
     the garbage answers outnumber it."""
     from llmcombo.ensemble import from_spec
-    from llmcombo.generate import to_mergekit
+    from llmcombo.generate import to_document
 
     cfg = noisy_vote(3, decide="judge", judge={"kind": "function", "function": "known_command"})
-    vote = from_spec(to_mergekit(cfg, resolve=False)[1])
+    vote = from_spec(to_document(cfg, resolve=False)[1])
     m = vote.voters[0]
     a = vote._decide("apaga la luz del salon", [(m, _generation("LUZ_XX OF")),
                                                 (m, _generation("LUZ_XX OF")),

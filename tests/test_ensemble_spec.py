@@ -5,7 +5,7 @@ import pytest
 
 from llmcombo.cli import main
 from llmcombo.errors import OfflineError, UserError
-from llmcombo.generate import to_mergekit
+from llmcombo.generate import to_document
 from llmcombo.productline import family_of, feature_model
 
 
@@ -94,7 +94,7 @@ def test_a_vote_needs_two_answers():
     data = vote()
     del data["ensemble"]["vote"]["samples"]
     assert errors(data) == {}
-    assert to_mergekit(data, resolve=False)[1]["samples"] == 3
+    assert to_document(data, resolve=False)[1]["samples"] == 3
 
 
 def test_judge_needed_when_the_judge_decides():
@@ -137,14 +137,14 @@ def test_garbage_gives_issues_not_exceptions(data):
 
 
 def test_generated_spec_fills_defaults_and_keeps_the_user_choices():
-    kind, spec = to_mergekit(router(), resolve=False)
+    kind, spec = to_document(router(), resolve=False)
     assert kind == "router"
     assert spec["llmcombo_ensemble"] == 1 and spec["kind"] == "router"
     assert spec["selector"] == {"kind": "label_model", "threshold": 0.6, "model": "zoo:selector",
                                 "ref": "zoo:selector", "template": "[ORDEN] {input} [COMANDO]"}
     assert [r["label"] for r in spec["routes"]] == ["LLM1", "LLM2"]
     assert spec["routes"][0]["output"] == "command" and spec["fallback"] == "LLM1"
-    kind, spec = to_mergekit(vote(samples=4, tie_break="random"), resolve=False)
+    kind, spec = to_document(vote(samples=4, tie_break="random"), resolve=False)
     assert (kind, spec["samples"], spec["tie_break"], spec["decide"]) == ("vote", 4, "random",
                                                                            "majority")
     assert spec["sampling"] == {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "seed": 0}
@@ -152,7 +152,7 @@ def test_generated_spec_fills_defaults_and_keeps_the_user_choices():
 
 def test_generate_refuses_an_invalid_ensemble():
     with pytest.raises(UserError) as exc:
-        to_mergekit(router(fallback="nope"), resolve=False)
+        to_document(router(fallback="nope"), resolve=False)
     assert "ensemble.router.fallback" in str(exc.value)
 
 
@@ -173,7 +173,7 @@ def test_missing_local_model_and_offline_hub_model(tmp_path, monkeypatch):
     from llmcombo import preflight
     from llmcombo.ensemble.spec import check_models
 
-    monkeypatch.setattr(preflight, "hub_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(preflight.models, "hub_reachable", lambda *a, **k: False)
     data = vote(members=[{"model": str(tmp_path / "nope")}, {"model": "someone/some-model"},
                          {"model": "zoo:domotica"}], samples=1)
     assert errors(data) == {}  # the feature model does not read folders
@@ -192,7 +192,7 @@ def test_loading_bad_products_raises_user_errors(tmp_path, monkeypatch):
     assert "ensemble.router.fallback" in str(exc.value)
     with pytest.raises(UserError, match="not found"):
         load_product(str(tmp_path / "no-model")).answer("hola")
-    monkeypatch.setattr(preflight, "hub_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(preflight.models, "hub_reachable", lambda *a, **k: False)
     with pytest.raises(OfflineError, match="Hugging Face Hub"):
         load_product("someone/some-model").answer("hola")
     with pytest.raises(UserError, match="merge"):

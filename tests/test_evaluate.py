@@ -16,7 +16,7 @@ import torch
 from llmcombo import evaluate as ev
 from llmcombo.ensemble.products import Answer, Product
 from llmcombo.errors import OfflineError, UserError
-from llmcombo.tasks import Example
+from llmcombo.zoo.tasks import Example
 
 
 class FakeProduct(Product):
@@ -106,7 +106,7 @@ def test_progress_callback_sees_every_prompt():
 
 
 def test_limit_takes_a_prefix_of_the_zoo_split():
-    from llmcombo.tasks import get_task
+    from llmcombo.zoo.tasks import get_task
 
     ds = ev.dataset("tiempo", limit=5)
     assert ds.name == "tiempo" and ds.examples == get_task("tiempo").test[:5]
@@ -273,7 +273,7 @@ def test_perplexity_from_a_text_file_and_errors(tmp_path, tiny_llama):
 # ---------------------------------------------------------------------------------------------
 
 
-def test_build_cached_runs_once_per_configuration(tmp_path, monkeypatch):
+def test_run_cached_runs_once_per_configuration(tmp_path, monkeypatch):
     import llmcombo.run as R
 
     calls = []
@@ -284,12 +284,13 @@ def test_build_cached_runs_once_per_configuration(tmp_path, monkeypatch):
         (out / "config.json").write_text("{}")
 
     monkeypatch.setattr(R, "run", fake_run)
-    cfg = {"merge": {"method": "linear", "models": [{"model": str(tmp_path / "a")},
-                                                    {"model": str(tmp_path / "b")}]}}
-    a = ev.build_cached(cfg, tmp_path / "cache", name="lin")
-    b = ev.build_cached(cfg, tmp_path / "cache", name="lin")
-    cfg2 = {"merge": {**cfg["merge"], "parameters": {"t": 0.3}}}
-    c = ev.build_cached(cfg2, tmp_path / "cache", name="lin")
+    cfg = {"merge": {"method": "linear", "models": [
+        {"model": str(tmp_path / "a"), "parameters": {"weight": 1.0}},
+        {"model": str(tmp_path / "b"), "parameters": {"weight": 1.0}}]}}
+    a = R.run_cached(cfg, tmp_path / "cache", name="lin")
+    b = R.run_cached(cfg, tmp_path / "cache", name="lin")
+    cfg2 = {"merge": {**cfg["merge"], "parameters": {"normalize": False}}}
+    c = R.run_cached(cfg2, tmp_path / "cache", name="lin")
     assert a == b != c and len(calls) == 2 and a.name.startswith("lin-")
 
 

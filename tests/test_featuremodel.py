@@ -2,6 +2,7 @@
 
 import pytest
 
+from llmcombo.featuremodel import export
 from llmcombo.featuremodel import (
     MANY, Attribute, BoolType, Check, Constraint, CountCmp, EnumType, Eq, Feature, FeatureModel,
     FloatType, GradientType, IntType, IsSet, RangeType, Sel, StringListType, StringType,
@@ -188,9 +189,9 @@ def test_selection_records_features_attributes_and_counts():
 
 def test_exports_cover_the_structure():
     fm = pizza_model()
-    tree = fm.to_tree()
+    tree = export.to_tree(fm)
     assert "toppings [1..3]" in tree and "<alternative>" in tree and "<or>" in tree
-    js = fm.to_json()
+    js = export.to_json(fm)
     order = js["root"]["groups"][0]["children"][0]
     assert order["name"] == "order"
     tops = next(c for c in order["children"] if c["name"] == "toppings")
@@ -198,7 +199,7 @@ def test_exports_cover_the_structure():
     amount = next(a for a in tops["attributes"] if a["name"] == "amount")
     assert amount["type"] == {"kind": "float", "minimum": 0, "maximum": 1, "min_open": True,
                               "max_open": False, "nullable": False}
-    uvl = fm.to_uvl()
+    uvl = export.to_uvl(fm)
     assert "order_toppings cardinality [1..3]" in uvl
     assert "order_crust_thin => " in uvl
     assert "// - A small pizza takes at most two toppings." in uvl

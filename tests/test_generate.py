@@ -5,9 +5,12 @@ import textwrap
 import pytest
 import yaml
 
-from llmcombo.configuration import as_configuration, dump_yaml, list_presets, load_preset
+from llmcombo.configuration import dump_yaml, list_presets, load_preset
+from llmcombo.importer import as_configuration
 from llmcombo.errors import UserError
-from llmcombo.generate import generate_yaml, import_mergekit, parse_mergekit, to_mergekit
+from llmcombo.engine.schema import parse as parse_mergekit
+from llmcombo.generate import generate_yaml, to_document
+from llmcombo.importer import import_mergekit
 from llmcombo.validation import validate
 
 MERGEKIT_CONFIGS = {
@@ -256,7 +259,7 @@ def test_round_trip_is_lossless_under_mergekit(name):
     assert parse_mergekit(kind, generated).model_dump() == parse_mergekit(kind, original).model_dump()
     # and the llmcombo configuration itself survives its own YAML
     again = as_configuration(yaml.safe_load(dump_yaml(config)))
-    assert to_mergekit(again, resolve=False) == to_mergekit(config, resolve=False)
+    assert to_document(again, resolve=False) == to_document(config, resolve=False)
 
 
 def test_at_least_fifteen_configurations_cover_every_family():
@@ -286,12 +289,14 @@ def test_generation_refuses_an_invalid_configuration_with_the_errors():
 
 def test_generation_resolves_zoo_and_relative_paths(tmp_path, monkeypatch):
     (tmp_path / "models" / "a").mkdir(parents=True)
-    monkeypatch.setattr("llmcombo.zoo.model_path", lambda name, build=True: tmp_path / "zoo" / name)
+    (tmp_path / "zoo" / "tiempo").mkdir(parents=True)
+    (tmp_path / "zoo" / "tiempo" / "config.json").write_text("{}")
+    monkeypatch.setenv("LLMCOMBO_ZOO_DIR", str(tmp_path / "zoo"))
     cfg = as_configuration({"merge": {"method": "linear", "models": [
         {"model": "./models/a", "parameters": {"weight": 1}},
         {"model": "zoo:tiempo", "parameters": {"weight": 1}},
         {"model": "org/hub-model", "parameters": {"weight": 1}}]}}, base_dir=tmp_path)
-    _, doc = to_mergekit(cfg)
+    _, doc = to_document(cfg)
     assert [m["model"] for m in doc["models"]] == [
         str(tmp_path / "models" / "a"), str(tmp_path / "zoo" / "tiempo"), "org/hub-model"]
 
@@ -307,7 +312,7 @@ def test_import_rejects_what_is_not_mergekit():
 def test_presets_are_valid_and_generate(name):
     cfg = load_preset(name)
     assert [i for i in validate(cfg) if i.is_error] == []
-    kind, doc = to_mergekit(cfg, resolve=False)
+    kind, doc = to_document(cfg, resolve=False)
     assert kind in ("merge", "moe")
     parse_mergekit(kind, doc)
 

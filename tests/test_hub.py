@@ -188,7 +188,7 @@ def fake_hub(monkeypatch):
     FakeApi.calls = []
     FakeApi.fail_with = None
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
-    monkeypatch.setattr(preflight, "hub_reachable", lambda *a, **k: True)
+    monkeypatch.setattr(preflight.models, "hub_reachable", lambda *a, **k: True)
     return FakeApi
 
 
@@ -240,7 +240,7 @@ def test_cli_publish_never_prints_the_token(folder, fake_hub, token_env, capsys)
 
 
 def test_offline_upload_is_a_clear_error(folder, token_env, no_network, monkeypatch):
-    monkeypatch.setattr(preflight, "hub_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(preflight.models, "hub_reachable", lambda *a, **k: False)
     with pytest.raises(OfflineError, match=r"not reachable \(offline\?\)") as info:
         publish(folder, "me/my-merge")
     assert "--dry-run" in info.value.hint and SECRET not in str(info.value)

@@ -16,7 +16,7 @@ from nbclient.exceptions import CellExecutionError
 from nbformat.v4 import new_code_cell, new_notebook
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb")) + [ROOT / "llmcombo_widgets" / "dashboard.ipynb"]
 TUTORIALS = [p for p in NOTEBOOKS if p.name[:2].isdigit()]
 CELL_TIMEOUT = 900  # seconds per cell: generous, 2 busy CPU cores
 # a made-up token put into every notebook's environment: it must never show up in an output

@@ -16,7 +16,8 @@ from matplotlib.container import BarContainer  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from llmcombo import evaluate as ev  # noqa: E402
-from llmcombo import plots  # noqa: E402
+from llmcombo import analysis, plots  # noqa: E402
+from llmcombo.zoo import experiments  # noqa: E402
 from llmcombo.errors import UserError  # noqa: E402
 
 
@@ -102,12 +103,12 @@ def test_plot_interpolation_sweep_two_curves():
 
 
 def test_sweep_config_endpoints():
-    s = plots.sweep_config("zoo:domotica", "zoo:tiempo", 0.25)
+    s = experiments.sweep_config("zoo:domotica", "zoo:tiempo", 0.25)
     assert s["merge"]["method"] == "slerp" and s["merge"]["parameters"] == {"t": 0.25}
-    lin = plots.sweep_config("a", "b", 0.25, method="linear")
+    lin = experiments.sweep_config("a", "b", 0.25, method="linear")
     assert [m["parameters"]["weight"] for m in lin["merge"]["models"]] == [0.75, 0.25]
     with pytest.raises(UserError):
-        plots.sweep_config("a", "b", 0.5, method="ties")
+        experiments.sweep_config("a", "b", 0.5, method="ties")
 
 
 def _write_model(folder, tensors):
@@ -131,7 +132,7 @@ def test_task_vector_norms_hand_computed_and_heatmap(tmp_path):
     ft["model.embed_tokens.weight"] = z(4, 2)  # norm sqrt(8)
     _write_model(tmp_path / "base", base)
     _write_model(tmp_path / "ft", ft)
-    df = plots.task_vector_norms(tmp_path / "base", {"ft": tmp_path / "ft"})
+    df = analysis.task_vector_norms(tmp_path / "base", {"ft": tmp_path / "ft"})
     got = {(r.layer, r.kind): (r.norm, r.relative) for r in df.itertuples()}
     assert got[(0, "q_proj")] == pytest.approx((5.0, 5.0 / 2.0))
     assert got[(0, "up_proj")] == (0.0, 0.0)
@@ -148,7 +149,7 @@ def test_task_vector_norms_hand_computed_and_heatmap(tmp_path):
     assert grid[0, 0] == pytest.approx(2.5) and grid[1, 1] == pytest.approx(0.5)
     assert len(fig.axes) == 3  # two heatmaps and the colour bar
     with pytest.raises(UserError, match="no .safetensors"):
-        plots.task_vector_norms(tmp_path, {"x": tmp_path / "base"})
+        analysis.task_vector_norms(tmp_path, {"x": tmp_path / "base"})
 
 
 def test_plot_routing_share_stacked_bars():
@@ -177,7 +178,7 @@ def test_moe_routing_share_counts_real_tokens_only():
                         num_experts_per_tok=2, max_position_embeddings=32, pad_token_id=9)
     model = MixtralForCausalLM(cfg).eval()
     sets = {"short": ["ab", "c"], "long": ["abcabc"]}
-    df = plots.moe_routing_share((model, CharTokenizer()), sets, template=None)
+    df = analysis.moe_routing_share((model, CharTokenizer()), sets, template=None)
     assert set(df["layer"]) == {0, 1} and set(df["expert"]) == {0, 1, 2}
     tokens = df.groupby(["prompt_set", "layer"])["tokens"].sum()
     # real tokens (bos + characters) x top-2; padding never counted
@@ -185,15 +186,15 @@ def test_moe_routing_share_counts_real_tokens_only():
     shares = df.groupby(["prompt_set", "layer"])["share"].sum()
     assert shares.tolist() == pytest.approx([1.0] * 4)
     # a prompt alone gives the same counts as in a padded batch
-    alone = plots.moe_routing_share((model, CharTokenizer()), {"c": ["c"]}, template=None)
-    both = plots.moe_routing_share((model, CharTokenizer()), {"c": ["c", "abcabc"]}, template=None)
-    long = plots.moe_routing_share((model, CharTokenizer()), {"c": ["abcabc"]}, template=None)
+    alone = analysis.moe_routing_share((model, CharTokenizer()), {"c": ["c"]}, template=None)
+    both = analysis.moe_routing_share((model, CharTokenizer()), {"c": ["c", "abcabc"]}, template=None)
+    long = analysis.moe_routing_share((model, CharTokenizer()), {"c": ["abcabc"]}, template=None)
     assert (both["tokens"].values == alone["tokens"].values + long["tokens"].values).all()
 
 
 def test_moe_routing_share_needs_an_moe(tmp_path):
     with pytest.raises(UserError, match="no mixture-of-experts gates"):
-        plots.moe_routing_share((torch.nn.Linear(2, 2), CharTokenizer()), {"x": ["a"]})
+        analysis.moe_routing_share((torch.nn.Linear(2, 2), CharTokenizer()), {"x": ["a"]})
 
 
 def test_plot_vote_scaling_lines():
@@ -217,7 +218,7 @@ def test_plot_vote_scaling_lines():
 def test_vote_config_is_a_valid_ensemble():
     from llmcombo.productline import feature_model
 
-    cfg = plots.vote_config(["zoo:domotica", "zoo:tiempo"], 2, temperature=0.7, seed=3)
+    cfg = experiments.vote_config(["zoo:domotica", "zoo:tiempo"], 2, temperature=0.7, seed=3)
     assert cfg["ensemble"]["vote"]["samples"] == 2
     errors = [i for i in feature_model().validate(cfg) if i.is_error]
     assert errors == []

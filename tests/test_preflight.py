@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import save_file
 
 from llmcombo import preflight
+from llmcombo.engine.moe import moe_output_architectures, select_output_architecture
 from llmcombo.featuremodel.issues import has_errors
 from llmcombo.preflight import check_models, check_resources, estimate
 
@@ -81,6 +82,7 @@ def models(tmp_path):
 def _never_read_weights(monkeypatch):
     """Pre-flight must never read tensors: loading them is an error here."""
     import safetensors
+    import transformers.modeling_utils  # noqa: F401 - binds the real safe_open before the patch
 
     def boom(*a, **k):
         raise AssertionError("pre-flight read weights")
@@ -93,7 +95,7 @@ def _never_read_weights(monkeypatch):
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch):
     """No test may reach the network; the Hub is 'unreachable' unless a test says otherwise."""
-    monkeypatch.setattr(preflight, "hub_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(preflight.models, "hub_reachable", lambda *a, **k: False)
 
 
 def merge(models, method="ties", base="base", names=("a", "b"), **extra):
@@ -284,14 +286,14 @@ def test_moe_of_qwen3_models_uses_qwen3_moe(models):
     assert check_models(cfg) == []
     infos = {str(models[n]): preflight.inspect_model(str(models[n]))[0]
              for n in ("qwen3", "qwen3_b")}
-    chosen, _, _ = preflight.select_moe_architecture(cfg["moe"], infos)
+    chosen, _, _ = select_output_architecture(cfg["moe"], infos)
     assert chosen.name() == "Qwen3 MoE"
 
 
 def test_moe_architectures_come_from_mergekit():
     from mergekit.moe import ALL_OUTPUT_ARCHITECTURES
 
-    assert [a.name() for a in preflight.moe_output_architectures()] == \
+    assert [a.name() for a in moe_output_architectures()] == \
         [a.name() for a in ALL_OUTPUT_ARCHITECTURES]
 
 
@@ -381,7 +383,7 @@ def test_hub_repo_not_found_when_online(models, monkeypatch):
         Exception.__init__(exc, "404 Client Error. Repository Not Found")
         raise exc
 
-    monkeypatch.setattr(preflight, "hub_reachable", lambda *a, **k: True)
+    monkeypatch.setattr(preflight.models, "hub_reachable", lambda *a, **k: True)
     monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", not_found)
     cfg = merge(models)
@@ -399,7 +401,7 @@ def test_hub_download_of_config_only(models, monkeypatch):
         asked.append((repo, filename, k.get("revision")))
         return str(models["a"] / "config.json")
 
-    monkeypatch.setattr(preflight, "hub_reachable", lambda *a, **k: True)
+    monkeypatch.setattr(preflight.models, "hub_reachable", lambda *a, **k: True)
     monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
     cfg = merge(models)
@@ -415,12 +417,15 @@ def test_unknown_zoo_model(models):
     assert issue.is_error and "zoo:nonexistent" in issue.message
 
 
-def test_zoo_not_built_is_a_warning_and_trains_nothing(models, tmp_path, monkeypatch):
+def test_zoo_not_built_names_the_command_and_trains_nothing(models, tmp_path, monkeypatch):
+    # the run would fail (nothing is there to merge), so it is an error, and resolving the
+    # reference never trains: it says how to build the zoo instead
     monkeypatch.setenv("LLMCOMBO_ZOO_DIR", str(tmp_path / "no-zoo-here"))
     cfg = merge(models)
     cfg["merge"]["models"][0]["model"] = "zoo:domotica"
     issue = by_path(check_models(cfg))["merge.models[0].model"]
-    assert issue.severity == "warning" and issue.code == "zoo_not_built"
+    assert issue.is_error and issue.code == "model_missing"
+    assert "llmcombo zoo build" in (issue.hint or "")
     assert not (tmp_path / "no-zoo-here").exists()
 
 

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from llmcombo import tasks
+from llmcombo.zoo import tasks
 from llmcombo.errors import UserError
 
 DOMOTICA = re.compile(

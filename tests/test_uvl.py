@@ -2,6 +2,7 @@
 
 import pytest
 
+from llmcombo.featuremodel import export
 from llmcombo.productline import feature_model
 
 
@@ -12,7 +13,7 @@ def test_uvl_export_parses_with_flamapy(tmp_path):
 
     fm = feature_model()
     path = tmp_path / "llmcombo.uvl"
-    path.write_text(fm.to_uvl())
+    path.write_text(export.to_uvl(fm))
     parsed = UVLReader(str(path)).transform()
     names = {f.name for f in parsed.get_features()}
     # every feature and attribute of the model is a feature in UVL

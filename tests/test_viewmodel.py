@@ -7,7 +7,7 @@ import pytest
 from llmcombo.configuration import dump_yaml, load_preset
 from llmcombo.generate import generate_yaml
 from llmcombo.productline import feature_model, merge_methods
-from llmcombo_widgets import paths as P
+from llmcombo.featuremodel import paths as P
 from llmcombo_widgets.viewmodel import (ChoiceView, FormModel, ListView, ToggleView, format_value,
                                         parse_text, walk_views)
 

@@ -6,8 +6,10 @@ import json
 
 import pytest
 
-from llmcombo import cli, tasks
+from llmcombo import cli
 from llmcombo import zoo as zoo_mod
+from llmcombo.zoo import models as zoo_models
+from llmcombo.zoo import tasks
 from llmcombo.errors import UserError
 
 
@@ -89,7 +91,7 @@ def fake_training(monkeypatch):
         (out / zoo_mod.MANIFEST).write_text(json.dumps(manifest))
         return manifest
 
-    monkeypatch.setattr(zoo_mod, "_train_zoo", train)
+    monkeypatch.setattr(zoo_models, "_train_zoo", train)
     return calls
 
 
@@ -112,7 +114,7 @@ def test_a_failed_build_leaves_nothing_behind(tmp_path, monkeypatch):
         (out / "base").mkdir()
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(zoo_mod, "_train_zoo", boom)
+    monkeypatch.setattr(zoo_models, "_train_zoo", boom)
     with pytest.raises(KeyboardInterrupt):
         zoo_mod.build(tmp_path / "zoo")
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == []
@@ -131,7 +133,12 @@ def test_env_var_chooses_the_folder_and_zoo_refs_resolve(tmp_path, monkeypatch, 
 
     monkeypatch.setenv(zoo_mod.ENV_DIR, str(tmp_path / "z"))
     assert zoo_mod.default_dir() == tmp_path / "z"
-    assert zoo_mod.model_path("tiempo", build=False) == tmp_path / "z" / "tiempo"
+    assert zoo_mod.model_path("tiempo") == tmp_path / "z" / "tiempo"
+    with pytest.raises(UserError, match="llmcombo zoo build"):  # never trains to resolve
+        resolve("zoo:tiempo")
+    assert not fake_training and not (tmp_path / "z").exists()
+    zoo_mod.build()  # an explicit build trains into $LLMCOMBO_ZOO_DIR
+    assert len(fake_training) == 1
     assert str(resolve("zoo:tiempo")) == str(tmp_path / "z" / "tiempo")
     with pytest.raises(UserError, match="no zoo model called 'tiempos'"):
         zoo_mod.model_path("tiempos")

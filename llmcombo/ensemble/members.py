@@ -11,13 +11,14 @@ it). :func:`clear_cache` frees them.
 from __future__ import annotations
 
 import os
-import re
+
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from llmcombo import modelref
+from llmcombo.ensemble.formats import read_answer, render
 from llmcombo.errors import OfflineError, UserError
 
 _CACHE: "OrderedDict[tuple[str, str, str], LoadedModel]" = OrderedDict()
@@ -46,6 +47,7 @@ class LoadedModel:
     model: Any
     tokenizer: Any
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    content: str | None = None  # the weights' fingerprint when loaded (a folder), else None
 
     @property
     def stop_ids(self) -> set[int]:
@@ -100,13 +102,11 @@ def locate(ref: str, base_dir=None) -> tuple[str, bool]:
                             hint="Point to the folder holding config.json and the weights.")
         return path, True
     if modelref.is_hub_id(path.split("@")[0]):
+        from llmcombo.preflight import models as pm
+
         if _hub_cached(path):
-            from llmcombo.preflight import hub_reachable
-
-            return path, not hub_reachable()
-        from llmcombo.preflight import hub_reachable
-
-        if not hub_reachable():
+            return path, not pm.hub_reachable()
+        if not pm.hub_reachable():
             raise OfflineError(f"the model {ref} is on the Hugging Face Hub, which cannot be "
                                "reached from here (offline?), and it is not in the local cache.",
                                hint="Download it once while online, or use a local folder or a "
@@ -119,13 +119,18 @@ def locate(ref: str, base_dir=None) -> tuple[str, bool]:
 
 def load_model(ref: str, base_dir=None, device: str | None = "auto",
                dtype: str | None = "auto") -> LoadedModel:
-    """The model ``ref`` (folder, hub id, ``zoo:NAME``), loaded once per (path, device, dtype)."""
+    """The model ``ref`` (folder, hub id, ``zoo:NAME``), loaded once per (path, device, dtype,
+    content): a folder that a new run replaced (or whose weights changed) is loaded again, never
+    served from the cache (:func:`llmcombo.outputs.model_fingerprint`)."""
+    from llmcombo.outputs import model_fingerprint
+
     dev = pick_device(device)
     path, local_only = locate(ref, base_dir)
     key = (os.path.abspath(path) if os.path.isdir(path) else path, dev, dtype or "auto")
+    content = model_fingerprint(path) if os.path.isdir(path) else None
     with _CACHE_LOCK:
         hit = _CACHE.get(key)
-        if hit is not None:
+        if hit is not None and hit.content == content:
             _CACHE.move_to_end(key)
             return hit
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -148,7 +153,7 @@ def load_model(ref: str, base_dir=None, device: str | None = "auto",
         tok.padding_side = "left"
         if tok.pad_token_id is None:
             tok.pad_token = tok.eos_token
-        lm = LoadedModel(key[0], dev, dtype or "auto", model, tok)
+        lm = LoadedModel(key[0], dev, dtype or "auto", model, tok, content=content)
         _CACHE[key] = lm
         while len(_CACHE) > cache_size():
             _CACHE.popitem(last=False)  # least recently used
@@ -170,41 +175,6 @@ def clear_cache() -> None:
 # prompting and reading answers
 # ---------------------------------------------------------------------------------------------
 
-_PLACEHOLDER = re.compile(r"\{(input|prompt)\}")
-
-
-def render(template: str, text: str, prompt: str | None = None) -> str:
-    """Fill a template: ``{input}`` <- ``text``, ``{prompt}`` <- the user's original prompt.
-    The default template is the zoo task format (:func:`llmcombo.tasks.format_prompt`)."""
-    from llmcombo.ensemble.spec import DEFAULT_TEMPLATE
-
-    if template == DEFAULT_TEMPLATE:
-        from llmcombo.tasks import format_prompt
-
-        return format_prompt(text)
-    values = {"input": text, "prompt": text if prompt is None else prompt}
-    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
-
-
-def read_answer(text: str, output: str) -> str:
-    """The answer in generated ``text``: ``command`` | ``line`` | ``text``."""
-    if output == "command":
-        from llmcombo.tasks import parse_command
-
-        return parse_command(text)
-    text = text.strip()
-    if output == "line":
-        return text.splitlines()[0].strip() if text else ""
-    return text
-
-
-def vote_key(answer: str, output: str) -> str:
-    """What makes two answers the same vote."""
-    if output == "command":
-        from llmcombo.tasks import normalize_command
-
-        return normalize_command(answer)
-    return " ".join(answer.split()).casefold()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -439,6 +409,15 @@ def score(lm: LoadedModel, prompts: Sequence[str], continuations: Sequence[str],
 
 
 SHARED_CACHE_FROM = 4  # prompts; measured on the zoo (bench/router_overhead.py)
+# transformers 5.x renamed the key/value cache ``past_key_values`` -> ``cache`` (the old name is
+# deprecated and goes away in 5.40): use whichever the installed version takes
+
+
+def _cache_kwarg(model: Any) -> str:
+    import inspect
+
+    params = inspect.signature(type(model).forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
 
 
 def score_options(lm: LoadedModel, prompts: Sequence[str], options: Sequence[str],
@@ -485,7 +464,8 @@ def score_options(lm: LoadedModel, prompts: Sequence[str], options: Sequence[str
             dev = lm.device
             first = model(input_ids=ids.to(dev), attention_mask=mask.to(dev),
                           position_ids=_positions(mask).to(dev), use_cache=True)
-            cache = getattr(first, "past_key_values", None)
+            cache = getattr(first, "cache", None) if _cache_kwarg(model) == "cache" else \
+                getattr(first, "past_key_values", None)
             if cache is None or not hasattr(cache, "batch_repeat_interleave"):
                 flat = score_rows(lm, [prompts[start + i] for i in range(b) for _ in range(k)],
                                   [c for _ in range(b) for c in options], batch_size)
@@ -504,7 +484,8 @@ def score_options(lm: LoadedModel, prompts: Sequence[str], options: Sequence[str
             second = model(input_ids=c_ids.to(dev),
                            attention_mask=torch.cat([mask.repeat_interleave(k, 0), c_mask],
                                                     1).to(dev),
-                           position_ids=positions.to(dev), past_key_values=cache, use_cache=True)
+                           position_ids=positions.to(dev), use_cache=True,
+                           **{_cache_kwarg(model): cache})
             # token t of an option is predicted after the prompt (t=0) or after token t-1
             logits = torch.cat([first.logits[:, -1:].repeat_interleave(k, 0),
                                 second.logits[:, :-1]], 1)
@@ -520,3 +501,40 @@ def score_options(lm: LoadedModel, prompts: Sequence[str], options: Sequence[str
                                          bool((steps.argmax(-1) == target).all())))
                 out.append(scored)
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# members
+# ---------------------------------------------------------------------------------------------
+
+
+class Member:
+    """A model slot of a product: the model (loaded lazily, shared through the cache) plus how it
+    is prompted (``template``) and read (``output``)."""
+
+    def __init__(self, spec: dict, device: str = "auto", dtype: str = "auto", base_dir=None):
+        self.ref = spec.get("ref") or spec["model"]
+        self.model_ref = spec["model"]
+        from llmcombo.ensemble.spec import DEFAULT_TEMPLATE
+
+        self.template = spec.get("template") or DEFAULT_TEMPLATE
+        self.output = spec.get("output") or "command"
+        self.max_new_tokens = int(spec.get("max_new_tokens") or 24)
+        self.device, self.dtype, self.base_dir = device, dtype, base_dir
+        self._lm: LoadedModel | None = None
+
+    @property
+    def lm(self) -> LoadedModel:
+        if self._lm is None:
+            self._lm = load_model(self.model_ref, self.base_dir, self.device, self.dtype)
+        return self._lm
+
+    def render(self, text: str, prompt: str | None = None) -> str:
+        return render(self.template, text, prompt)
+
+    def generate(self, prompts: Sequence[str], n: int = 1, **sampling) -> list[list[Generation]]:
+        return generate(self.lm, prompts, n=n, max_new_tokens=self.max_new_tokens,
+                          output=self.output, **sampling)
+
+    def __repr__(self) -> str:
+        return f"Member({self.ref!r})"

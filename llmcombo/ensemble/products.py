@@ -29,7 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from llmcombo.ensemble import formats
 from llmcombo.ensemble import members as M
+from llmcombo.ensemble.members import Member
 from llmcombo.ensemble.spec import DEFAULT_TEMPLATE
 from llmcombo.errors import UserError
 
@@ -43,36 +45,6 @@ class Answer:
 
     def __str__(self) -> str:
         return self.text
-
-
-class Member:
-    """A model slot of a product: the model (loaded lazily, shared through the cache) plus how it
-    is prompted (``template``) and read (``output``)."""
-
-    def __init__(self, spec: dict, device: str = "auto", dtype: str = "auto", base_dir=None):
-        self.ref = spec.get("ref") or spec["model"]
-        self.model_ref = spec["model"]
-        self.template = spec.get("template") or DEFAULT_TEMPLATE
-        self.output = spec.get("output") or "command"
-        self.max_new_tokens = int(spec.get("max_new_tokens") or 24)
-        self.device, self.dtype, self.base_dir = device, dtype, base_dir
-        self._lm: M.LoadedModel | None = None
-
-    @property
-    def lm(self) -> M.LoadedModel:
-        if self._lm is None:
-            self._lm = M.load_model(self.model_ref, self.base_dir, self.device, self.dtype)
-        return self._lm
-
-    def render(self, text: str, prompt: str | None = None) -> str:
-        return M.render(self.template, text, prompt)
-
-    def generate(self, prompts: Sequence[str], n: int = 1, **sampling) -> list[list[M.Generation]]:
-        return M.generate(self.lm, prompts, n=n, max_new_tokens=self.max_new_tokens,
-                          output=self.output, **sampling)
-
-    def __repr__(self) -> str:
-        return f"Member({self.ref!r})"
 
 
 class Product:
@@ -201,17 +173,13 @@ class Pipeline(Product):
 
 
 def judge_function(name: str) -> Callable[[str, str], float]:
-    """A built-in scoring function or ``module:function`` (called as fn(prompt, answer))."""
-    if name == "longest":
-        return lambda prompt, answer: float(len(answer))
-    if name == "shortest":
-        return lambda prompt, answer: -float(len(answer))
-    if name == "known_command":
-        from llmcombo import tasks
+    """A registered scoring function (:mod:`llmcombo.ensemble.formats`: longest, shortest,
+    known_command ...) or ``module:function`` (called as fn(prompt, answer))."""
+    from llmcombo.ensemble import formats
 
-        known = {tasks.normalize_command(c) for n in tasks.TASK_NAMES
-                 for c in tasks.get_task(n).commands}
-        return lambda prompt, answer: float(tasks.normalize_command(answer) in known)
+    builtin = formats.judge(name)
+    if builtin is not None:
+        return builtin
     if ":" in name:
         import importlib
 
@@ -226,7 +194,7 @@ def judge_function(name: str) -> Callable[[str, str], float]:
             raise UserError(f"{name} is not a function.", field="ensemble.vote.judge.function")
         return fn
     raise UserError(f"unknown judge function {name!r}", field="ensemble.vote.judge.function",
-                    hint="Use known_command, longest, shortest or module:function.")
+                    hint=f"Use {', '.join(formats.judges())} or module:function.")
 
 
 class Vote(Product):
@@ -286,7 +254,7 @@ class Vote(Product):
     def _decide(self, prompt: str, votes: list[tuple[Member, M.Generation]]) -> Answer:
         groups: dict[str, dict] = {}  # key -> {text, count, logprobs, members}, in order seen
         for member, g in votes:
-            key = M.vote_key(g.answer, member.output)
+            key = formats.vote_key(g.answer, member.output)
             grp = groups.setdefault(key, {"text": g.answer, "count": 0, "logprobs": [],
                                           "members": []})
             grp["count"] += 1
@@ -500,8 +468,8 @@ def _raise_issues(errors: list) -> None:
 
 def accuracy(product: Product, examples: Sequence[Any]) -> float:
     """Exact-match accuracy (normalised commands) of a product on ``examples``
-    (:class:`llmcombo.tasks.Example` or ``(prompt, expected)`` pairs)."""
-    from llmcombo.tasks import normalize_command
+    (:class:`llmcombo.zoo.tasks.Example` or ``(prompt, expected)`` pairs)."""
+    from llmcombo.zoo.tasks import normalize_command
 
     pairs = [(e.prompt, e.expected) if hasattr(e, "prompt") else tuple(e) for e in examples]
     if not pairs:

@@ -68,9 +68,7 @@ class Selector:
 
 
 def _member(spec: dict, device, dtype, base_dir, template=None):
-    from llmcombo.ensemble.products import Member
-
-    return Member({"model": spec["model"], "ref": spec.get("ref"),
+    return M.Member({"model": spec["model"], "ref": spec.get("ref"),
                    "template": template or spec.get("template") or DEFAULT_TEMPLATE,
                    "output": "line", "max_new_tokens": 8}, device, dtype, base_dir)
 
@@ -131,9 +129,9 @@ class LabelModelSelector(Selector):
 
 
 def _label_key(text: str) -> str:
-    from llmcombo.tasks import normalize_command, parse_command
-
-    return normalize_command(parse_command(text))
+    """A route label as written: the first line, single spaces, upper-case."""
+    text = str(text).strip()
+    return " ".join(text.splitlines()[0].split()).upper() if text else ""
 
 
 class EmbeddingSelector(Selector):
@@ -330,7 +328,7 @@ def _split(pairs, holdout: float, seed: int):
 
 
 def _publish(tmp: Path, out: Path) -> None:
-    from llmcombo.configuration import replace_dir
+    from llmcombo.fsutil import replace_dir
 
     replace_dir(tmp, out)
 
@@ -342,8 +340,8 @@ def train_selector(examples: Any, base: str = "zoo:base", out: str | os.PathLike
                    progress: Callable[[float], None] | None = None) -> SelectorReport:
     """Train a selector from labelled prompts and report its held-out routing accuracy.
 
-    ``examples``: :class:`llmcombo.tasks.Example` (``expected`` is the label, as
-    :func:`llmcombo.tasks.selector_examples` gives), ``(prompt, label)`` pairs, or
+    ``examples``: :class:`llmcombo.zoo.tasks.Example` (``expected`` is the label, as
+    :func:`llmcombo.zoo.tasks.selector_examples` gives), ``(prompt, label)`` pairs, or
     ``{label: [prompts]}``. ``test``: held-out examples (default: ``holdout`` of ``examples``).
 
     ``kind="label_model"`` fine-tunes ``base`` (a causal LM) to answer the label after

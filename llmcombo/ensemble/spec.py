@@ -23,10 +23,10 @@ Every place that names a model (a pipeline stage, a vote member, a route, a judg
     the text the model receives; ``{input}`` is replaced by the member's input (the user's prompt,
     or the previous stage's answer in a pipeline; ``{prompt}`` is always the user's original
     prompt). Default ``[ORDEN] {input} [COMANDO]``: the zoo's task format
-    (:func:`llmcombo.tasks.format_prompt`), so raw user text goes in and a command comes out.
+    (:func:`llmcombo.zoo.tasks.format_prompt`), so raw user text goes in and a command comes out.
 ``output``
     how the answer is read from the generated text: ``command`` (the zoo's commands:
-    :func:`llmcombo.tasks.parse_command`, cut at the end of the line, upper-cased), ``line`` (the
+    :func:`llmcombo.zoo.tasks.parse_command`, cut at the end of the line, upper-cased), ``line`` (the
     first line, stripped) or ``text`` (everything, stripped).
 ``max_new_tokens``
     the most tokens the member may generate.
@@ -46,12 +46,12 @@ from llmcombo.featuremodel import (
     ModelRefType, Or, Sel, StringListType, StringType, alternative, error, warning,
 )
 from llmcombo.featuremodel.issues import Issue
-from llmcombo.productline import _as_list
+from llmcombo.ensemble import formats
+from llmcombo.productline import Family, ModelSlot, register_family
+from llmcombo.shapes import as_list as _as_list
 
 SPEC_VERSION = 1
 DEFAULT_TEMPLATE = "[ORDEN] {input} [COMANDO]"
-OUTPUTS = {"command": "a command (zoo task format: text after [COMANDO], upper-cased)",
-           "line": "the first line of the generated text", "text": "all the generated text"}
 SELECTOR_KINDS = {
     "label_model": "a selector model that answers a route label (LLM1 / LLM2)",
     "embedding": "similarity of the prompt's hidden states to each route's example prompts",
@@ -63,11 +63,6 @@ TIE_RULES = {
     "random": "a random tied answer (seeded by sampling.seed)",
     "likelihood": "the tied answer the members found most likely (mean log-probability)",
     "judge": "the judge picks among the tied answers",
-}
-JUDGE_FUNCTIONS = {
-    "known_command": "1 when the answer is a command of one of the zoo tasks' grammars, else 0",
-    "longest": "the longest answer",
-    "shortest": "the shortest answer",
 }
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
@@ -86,6 +81,7 @@ JUDGE_KIND = "ensemble.vote.judge.kind"
 
 def member_attributes() -> list[Attribute]:
     """What every member (stage, vote member, route) says about its model."""
+    outputs = {name: o.description for name, o in formats.outputs().items()}
     return [
         Attribute("model", ModelRefType(), required=True, label="model",
                   description="a model folder, a Hugging Face id (owner/name) or zoo:NAME"),
@@ -93,7 +89,7 @@ def member_attributes() -> list[Attribute]:
                   default=DEFAULT_TEMPLATE, label="prompt template",
                   description="the text the model receives; {input} is replaced by the input "
                               "({prompt}: the user's original prompt)"),
-        Attribute("output", EnumType(tuple(OUTPUTS), labels=OUTPUTS), default="command",
+        Attribute("output", EnumType(tuple(outputs), labels=outputs), default="command",
                   label="read the answer as",
                   description="command (zoo task format), first line, or the whole text"),
         Attribute("max_new_tokens", IntType(1, 4096), default=24, label="max new tokens",
@@ -113,6 +109,7 @@ def _pipeline() -> Feature:
 
 def _vote() -> Feature:
     judge_model = Eq(JUDGE_KIND, "model")
+    judge_functions = formats.judges()
     sampling = Feature(
         "sampling", label="sampling", optional=True,
         description="How each answer is sampled (temperature 0: greedy, always the same answer).",
@@ -142,7 +139,7 @@ def _vote() -> Feature:
             Attribute("template", StringType(must_contain="{input}", multiline=True),
                       default=DEFAULT_TEMPLATE, label="judge prompt template", when=judge_model,
                       ignored_hint="Only a judge of kind model uses a template."),
-            Attribute("function", EnumType(tuple(JUDGE_FUNCTIONS), labels=JUDGE_FUNCTIONS,
+            Attribute("function", EnumType(tuple(judge_functions), labels=judge_functions,
                                            open=True, open_type=StringType()),
                       label="scoring function", required_when=Eq(JUDGE_KIND, "function"),
                       when=Eq(JUDGE_KIND, "function"),
@@ -266,8 +263,7 @@ def ensemble_constraints() -> list[Constraint]:
 
 CHECK_DOC = ("votes need at least two answers (members x samples) and an odd number of answers or "
              "a tie rule; route labels are unique; the fallback names a route; the embedding "
-             "selector needs example prompts and the keyword selector keywords on every route; "
-             "zoo models exist")
+             "selector needs example prompts and the keyword selector keywords on every route")
 
 
 def _default(ctx, path: str) -> Any:
@@ -288,12 +284,12 @@ def _kind_of(ens: dict) -> str | None:
     return kinds[0] if len(kinds) == 1 else None
 
 
-def model_slots(config: dict) -> list[tuple[str, str]]:
-    """``(path, reference)`` of every model an ensemble configuration names."""
+def model_slots(config: dict) -> list[ModelSlot]:
+    """Every model an ensemble configuration names, with the path of its field."""
     ens = config.get(E) if isinstance(config, dict) else None
     if not isinstance(ens, dict):
         return []
-    out = []
+    out: list[ModelSlot] = []
     kind = _kind_of(ens)
     body = ens.get(kind) if kind else None
     if not isinstance(body, dict):
@@ -301,32 +297,17 @@ def model_slots(config: dict) -> list[tuple[str, str]]:
     key = {"pipeline": "stages", "vote": "members", "router": "routes"}[kind]
     for i, m in enumerate(_as_list(body.get(key))):
         if isinstance(m, dict) and isinstance(m.get("model"), str):
-            out.append((f"{E}.{kind}.{key}[{i}].model", m["model"]))
+            out.append(ModelSlot(f"{E}.{kind}.{key}[{i}].model", m["model"], "member"))
     if kind == "vote" and isinstance(body.get("judge"), dict):
         j = body["judge"]
         if j.get("kind") == "model" and isinstance(j.get("model"), str):
-            out.append((f"{VOTE}.judge.model", j["model"]))
+            out.append(ModelSlot(f"{VOTE}.judge.model", j["model"], "judge"))
     if kind == "router" and isinstance(body.get("selector"), dict):
         s = body["selector"]
         if s.get("kind") != "keywords" and isinstance(s.get("model"), str):
-            out.append((f"{ROUTER}.selector.model", s["model"]))
+            role = "classifier" if s.get("kind") == "classifier" else "selector"
+            out.append(ModelSlot(f"{ROUTER}.selector.model", s["model"], role))
     return out
-
-
-def _check_zoo_names(config: dict) -> list[Issue]:
-    from llmcombo import modelref, zoo
-
-    issues = []
-    for path, ref in model_slots(config):
-        if modelref.is_zoo(ref):
-            name = ref[len(modelref.ZOO_PREFIX):]
-            if name not in zoo.MODEL_NAMES:
-                close = difflib.get_close_matches(name, zoo.MODEL_NAMES, n=1, cutoff=0.5)
-                issues.append(error(path, f"There is no zoo model called {name!r}.",
-                                    f"Did you mean zoo:{close[0]}?" if close else
-                                    "The zoo has: " + ", ".join(f"zoo:{n}" for n in zoo.MODEL_NAMES)
-                                    + ".", "model_missing"))
-    return issues
 
 
 def _check_vote(vote: dict, ctx) -> list[Issue]:
@@ -443,7 +424,7 @@ def check_ensemble(data: dict, ctx) -> list[Issue]:
     ens = data.get(E)
     if not isinstance(ens, dict):
         return []
-    issues = _check_zoo_names(data)
+    issues: list[Issue] = []
     if isinstance(ens.get("vote"), dict):
         issues += _check_vote(ens["vote"], ctx)
     if isinstance(ens.get("router"), dict):
@@ -468,8 +449,9 @@ def check_models(config: dict, base_dir=None) -> list[Issue]:
     issues: list[Issue] = []
     seen: dict[str, list[Issue]] = {}
     selector = ((config.get(E) or {}).get("router") or {}).get("selector") or {}
-    for path, ref in model_slots(config):
-        if path == f"{ROUTER}.selector.model" and selector.get("kind") == "classifier":
+    for slot in model_slots(config):
+        path, ref = slot.path, slot.ref
+        if slot.role == "classifier":
             continue  # a classifier folder holds selector.json, not a model (checked below)
         if ref not in seen:
             _, found = inspect_model(ref, path, base_dir)
@@ -585,12 +567,6 @@ def is_spec(data: Any) -> bool:
     return isinstance(data, dict) and "llmcombo_ensemble" in data and "kind" in data
 
 
-def _register() -> None:
-    from llmcombo.generate import register_generator
-    from llmcombo.productline import register_branch
-
-    register_branch(_branch)
-    register_generator(E, to_spec)
-
-
-_register()
+FAMILY = register_family(Family(
+    E, _branch, model_slots, "llmcombo.ensemble.spec:to_spec", "ensemble", "Ensemble",
+    "llmcombo.ensemble.spec:check_models"))

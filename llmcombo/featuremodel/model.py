@@ -250,21 +250,6 @@ class FeatureModel:
         self.root.groups[group_index].children.append(feature)
         self.reindex()
 
-    # -- exports ----------------------------------------------------------------------------
-    def to_uvl(self) -> str:
-        from llmcombo.featuremodel.export import to_uvl
-
-        return to_uvl(self)
-
-    def to_json(self) -> dict:
-        from llmcombo.featuremodel.export import to_json
-
-        return to_json(self)
-
-    def to_tree(self) -> str:
-        from llmcombo.featuremodel.export import to_tree
-
-        return to_tree(self)
 
     # -- validation -----------------------------------------------------------------------
     def validate(self, data: Any) -> list[Issue]:
@@ -289,13 +274,18 @@ class FeatureModel:
         for c in self.constraints:
             try:
                 ok = c.expr.evaluate(sel)
-            except Exception:  # pragma: no cover - a bug in the model, not the user's data
-                ok = True
+            except Exception as exc:  # a bug in a rule must not pass a configuration silently
+                issues.append(_internal(c.path, f"the rule '{c.message}'", exc))
+                continue
             if not ok:
                 issues.append(Issue(c.severity, c.path, c.message, c.hint, c.code))
         if not any(i.code in ("type", "structure") for i in issues):
             for chk in self.checks:
-                issues += chk.fn(data, ctx)
+                try:
+                    issues += chk.fn(data, ctx)
+                except Exception as exc:  # idem: report it, never accept silently
+                    issues.append(_internal("", f"the check of {chk.description or 'the model'}",
+                                            exc))
         return _dedupe(issues), sel
 
 
@@ -471,3 +461,12 @@ class _Walker:
                                      c.description, "structure"))
             return
         self.check(c, inst, c.path, p)
+
+
+def _internal(path: str, what: str, exc: BaseException) -> Issue:
+    """An error issue for a rule that failed to run: a bug in llmcombo, reported as an error so
+    the configuration is not accepted unchecked."""
+    return Issue("error", path, f"{what} could not be checked because of a bug in llmcombo "
+                 f"({type(exc).__name__}: {exc}).",
+                 "Please report it; meanwhile check this part of the configuration by hand.",
+                 "internal")

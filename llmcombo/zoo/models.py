@@ -1,7 +1,8 @@
 """The model zoo: tiny Llama models trained locally, offline and deterministically.
 
-Tests, notebooks and the demo cannot download models, so llmcombo trains its own in a few minutes on
-a laptop CPU and caches them on disk::
+Tests, notebooks and the demo cannot download models, so llmcombo trains its own (a few minutes on
+a laptop CPU) and ships the result (:mod:`llmcombo.zoo.store`); ``llmcombo zoo build`` retrains it
+from scratch, reproducibly::
 
     base       pretrained on mixed text (orders of both tasks, command catalogue, generic Spanish),
                but never on the order -> command mapping: weak on both tasks
@@ -16,13 +17,13 @@ method (task arithmetic, TIES, DARE, ...) and mergekit's MoE builder accept them
 Usage::
 
     from llmcombo import zoo
-    z = zoo.build()                 # reuses the cached zoo, or trains it (a few minutes)
+    z = zoo.build("my-zoo")         # trains a zoo into my-zoo (reused when it is complete)
     z.path("domotica")              # a folder for AutoModelForCausalLM / mergekit
     z.manifest["models"]["domotica"]["accuracy"]   # measured on the held-out test splits
 
-The zoo lives in ``$LLMCOMBO_ZOO_DIR`` or ``~/.cache/llmcombo/zoo/v{ZOO_VERSION}``. A build trains
-into a temporary sibling folder and renames it into place, so a killed build never leaves half a
-zoo, and a file lock makes concurrent builds wait for each other instead of training twice.
+A build trains into a temporary sibling folder and renames it into place, so a killed build never
+leaves half a zoo, and a file lock makes concurrent builds wait for each other instead of training
+twice.
 """
 
 from __future__ import annotations
@@ -33,24 +34,21 @@ import json
 import os
 import random
 import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
-from llmcombo import tasks as _tasks
-from llmcombo.configuration import replace_dir
 from llmcombo.errors import UserError
+from llmcombo.fsutil import staged_dir
+from llmcombo.zoo import tasks as _tasks
+from llmcombo.zoo.store import (ENV_DIR, MANIFEST, MODEL_NAMES, ZOO_VERSION, Zoo, _read_manifest,
+                                cache_dir, default_dir, is_complete)
 
 if TYPE_CHECKING:  # pragma: no cover
-    import torch
+    pass
 
-ZOO_VERSION = 1
 SEED = 1234
-MODEL_NAMES = ("base", "domotica", "tiempo", "selector")
-MANIFEST = "zoo.json"
-ENV_DIR = "LLMCOMBO_ZOO_DIR"
 
 Progress = Callable[[str, float], None]
 
@@ -84,102 +82,6 @@ RECIPE = Recipe()
 # ---------------------------------------------------------------------------------------------
 
 
-def default_dir() -> Path:
-    """``$LLMCOMBO_ZOO_DIR`` if set, else ``~/.cache/llmcombo/zoo/v{ZOO_VERSION}``."""
-    env = os.environ.get(ENV_DIR, "").strip()
-    if env:
-        return Path(env).expanduser().absolute()
-    cache = os.environ.get("XDG_CACHE_HOME", "").strip() or "~/.cache"
-    return Path(cache).expanduser().absolute() / "llmcombo" / "zoo" / f"v{ZOO_VERSION}"
-
-
-def _check_name(name: str) -> str:
-    if name not in MODEL_NAMES:
-        raise UserError(f"there is no zoo model called {name!r}",
-                        hint=f"valid zoo models: {', '.join(MODEL_NAMES)}")
-    return name
-
-
-def _read_manifest(folder: Path) -> dict | None:
-    try:
-        return json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def is_complete(folder: str | os.PathLike) -> bool:
-    """True when ``folder`` holds a whole zoo of the current :data:`ZOO_VERSION`."""
-    folder = Path(folder)
-    manifest = _read_manifest(folder)
-    if not manifest or manifest.get("zoo_version") != ZOO_VERSION:
-        return False
-    needed = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
-    return all((folder / name / f).is_file() for name in MODEL_NAMES for f in needed)
-
-
-class Zoo:
-    """A built zoo on disk."""
-
-    def __init__(self, dir: str | os.PathLike):
-        self.dir = Path(dir)
-        manifest = _read_manifest(self.dir)
-        if manifest is None:
-            raise UserError(f"{self.dir} is not a built zoo (no {MANIFEST})",
-                            hint="run `llmcombo zoo build`")
-        self.manifest: dict = manifest
-
-    def path(self, name: str) -> Path:
-        """The folder of zoo model ``name`` (base, domotica, tiempo, selector)."""
-        return self.dir / _check_name(name)
-
-    @property
-    def models(self) -> dict[str, Path]:
-        return {name: self.dir / name for name in MODEL_NAMES}
-
-    @property
-    def tasks(self) -> dict[str, _tasks.Task]:
-        return _tasks.TASKS
-
-    @property
-    def accuracy(self) -> dict[str, dict[str, float]]:
-        """``{model: {"domotica": acc, "tiempo": acc, "routing": acc}}`` (held-out test splits)."""
-        return {n: dict(m["accuracy"]) for n, m in self.manifest["models"].items()}
-
-    def load(self, name: str):
-        """``(model, tokenizer)`` of zoo model ``name``, in eval mode."""
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        path = self.path(name)
-        model = AutoModelForCausalLM.from_pretrained(path)
-        model.eval()
-        return model, AutoTokenizer.from_pretrained(path)
-
-    def table(self) -> str:
-        """The models, their sizes and accuracies, as a text table."""
-        rows = [("model", "params", "size", "domotica", "tiempo", "routing")]
-        for name in MODEL_NAMES:
-            info = self.manifest["models"][name]
-            acc = info["accuracy"]
-            rows.append((name, f"{info['parameters'] / 1e6:.2f}M", f"{info['size_bytes'] / 2**20:.1f} MiB",
-                         f"{acc['domotica']:.1%}", f"{acc['tiempo']:.1%}", f"{acc['routing']:.1%}"))
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-                 for r in rows]
-        return "\n".join(lines)
-
-    def __repr__(self) -> str:
-        return f"Zoo({str(self.dir)!r})"
-
-
-def model_path(name: str, build: bool = True) -> Path:
-    """The folder of zoo model ``name`` in the default zoo; builds the zoo first if needed
-    (``build=False``: only return where it is or will be, without training)."""
-    _check_name(name)
-    if not build:
-        return default_dir() / name
-    return globals()["build"]().path(name)
-
-
 # ---------------------------------------------------------------------------------------------
 # build: locking, atomic rename, progress
 # ---------------------------------------------------------------------------------------------
@@ -198,6 +100,8 @@ def _lock(target: Path) -> Iterator[None]:
         try:
             yield
         finally:
+            with contextlib.suppress(OSError):
+                os.unlink(lock_path)  # no .lock left behind once the build is over
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
@@ -214,10 +118,20 @@ def build(dir: str | os.PathLike | None = None, *, force: bool = False,
     """Return the zoo in ``dir`` (default :func:`default_dir`), training it first unless a complete
     zoo of this :data:`ZOO_VERSION` is already there (``force=True`` retrains anyway).
 
+    Without ``dir``: the zoo in use (:func:`~llmcombo.zoo.store.default_dir`, the shipped one
+    unless ``$LLMCOMBO_ZOO_DIR`` says otherwise) when it is complete, else a new one trained into
+    ``$LLMCOMBO_ZOO_DIR`` or :func:`~llmcombo.zoo.store.cache_dir` (never into the installed
+    package).
+
     ``progress(stage, fraction)`` receives the stage name and the overall fraction done (0..1);
-    without it a tqdm bar is shown on stderr.
+    without it a bar is shown on a terminal and a line every few seconds elsewhere.
     """
-    target = Path(dir).expanduser().absolute() if dir is not None else default_dir()
+    if dir is None:
+        current = default_dir()
+        if not force and is_complete(current):
+            return Zoo(current)
+        dir = os.environ.get(ENV_DIR, "").strip() or cache_dir()
+    target = Path(dir).expanduser().absolute()
     if not force and is_complete(target):
         return Zoo(target)
     if target.exists() and not target.is_dir():
@@ -231,14 +145,9 @@ def build(dir: str | os.PathLike | None = None, *, force: bool = False,
             if not force and is_complete(target):  # built by another process while we waited
                 return Zoo(target)
             for stale in target.parent.glob(f".{target.name}.building-*"):
-                shutil.rmtree(stale, ignore_errors=True)  # left by a killed build
-            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.building-", dir=target.parent))
-            try:
+                shutil.rmtree(stale, ignore_errors=True)  # left by a killed build (we hold the lock)
+            with staged_dir(target, tag="building") as tmp:
                 _train_zoo(tmp, progress)
-                replace_dir(tmp, target)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
     except OSError as exc:
         raise _disk_error(exc, target) from exc
     return Zoo(target)
@@ -251,14 +160,14 @@ class _Reporter:
                "selector": 0.06, "evaluate": 0.12, "save": 0.02}
 
     def __init__(self, progress: Progress | None):
-        self.progress = progress
-        self.done = 0.0
-        self.bar = None
-        if progress is None:
-            from tqdm import tqdm
+        from llmcombo.progress import default_progress
 
-            self.bar = tqdm(total=1000, desc="zoo", unit="‰", leave=True,
-                            bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}")
+        self.progress = progress
+        self.bar = None
+        self.n = 0
+        if progress is None:
+            self.bar = default_progress()
+            self.bar.start(1000, "zoo")
 
     def __call__(self, stage: str, fraction: float) -> None:
         order = list(self.WEIGHTS)
@@ -266,9 +175,14 @@ class _Reporter:
         overall = min(1.0, start + self.WEIGHTS[stage] * max(0.0, min(1.0, fraction)))
         if self.progress is not None:
             self.progress(stage, overall)
-        else:
-            self.bar.set_description(f"zoo: {stage}")
-            self.bar.update(int(overall * 1000) - self.bar.n)
+        elif self.bar is not None:
+            if stage != getattr(self, "stage", None):
+                self.stage = stage
+                self.bar.log(f"zoo: {stage}")
+            step = int(overall * 1000) - self.n
+            if step > 0:
+                self.n += step
+                self.bar.update(step)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -454,7 +368,7 @@ def _train(model, rows, *, steps: int, lr: float, recipe: Recipe, seed: int, pad
 def generate_commands(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 16,
                       batch_size: int = 64) -> list[str]:
     """Greedy answers of ``model`` to task ``prompts`` (plain orders, or already formatted with
-    :func:`llmcombo.tasks.format_prompt`), parsed with :func:`llmcombo.tasks.parse_command`.
+    :func:`llmcombo.zoo.tasks.format_prompt`), parsed with :func:`llmcombo.zoo.tasks.parse_command`.
 
     Batched with left padding; each answer stops at the tokenizer's eos token.
     """
@@ -491,7 +405,7 @@ def generate_commands(model, tokenizer, prompts: Sequence[str], max_new_tokens: 
 
 
 def accuracy(answers: Sequence[str], expected: Sequence[str]) -> float:
-    """Exact match of :func:`llmcombo.tasks.normalize_command` (0..1)."""
+    """Exact match of :func:`llmcombo.zoo.tasks.normalize_command` (0..1)."""
     if not expected:
         return 0.0
     norm = _tasks.normalize_command

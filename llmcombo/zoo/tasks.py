@@ -39,6 +39,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
+from llmcombo.datasets import Example, normalize_answer
 from llmcombo.errors import UserError
 
 SEED = 1234
@@ -47,15 +48,10 @@ N_TEST = 300
 
 ORDEN = "[ORDEN]"
 COMANDO = "[COMANDO]"
+DEFAULT_TEMPLATE = f"{ORDEN} {{input}} {COMANDO}"  # what format_prompt writes
 EOS_MARKERS = ("</s>", "<pad>", "<|endoftext|>", "<eos>", ORDEN, "\n")
 
 SELECTOR_LABELS = {"domotica": "LLM1", "tiempo": "LLM2"}
-
-
-@dataclass(frozen=True)
-class Example:
-    prompt: str  # the order as the user says it, without markers
-    expected: str  # the command, normalised
 
 
 @dataclass
@@ -98,7 +94,7 @@ def format_example(example: Example) -> str:
 
 def normalize_command(s: str) -> str:
     """Strip, upper-case, collapse whitespace (the exact-match key of evaluation)."""
-    return " ".join(str(s).upper().split())
+    return normalize_answer(s)
 
 
 def parse_command(generated: str) -> str:

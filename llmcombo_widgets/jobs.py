@@ -14,7 +14,7 @@ import time
 import traceback
 from typing import Any, Callable
 
-from llmcombo.run import CancelToken  # stdlib-only module: cheap to import
+from llmcombo.progress import CancelToken  # stdlib-only module: cheap to import
 
 IDLE, RUNNING, DONE, FAILED, CANCELLED = "idle", "running", "done", "failed", "cancelled"
 

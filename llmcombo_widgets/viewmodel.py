@@ -33,7 +33,7 @@ from llmcombo.featuremodel import (Attribute, BoolType, EnumType, Feature, Featu
                                    normalise_instance)
 from llmcombo.featuremodel.types import AttrType
 
-from llmcombo_widgets import paths as P
+from llmcombo.featuremodel import paths as P
 
 # ---------------------------------------------------------------------------------------------
 # the view tree
@@ -437,9 +437,9 @@ class FormModel:
         """The core's generator on a state already known to have no errors (the feature model's
         validation has run on this state: it is not repeated)."""
         from llmcombo.configuration import dump_yaml
-        from llmcombo.generate import to_mergekit
+        from llmcombo.generate import to_document
 
-        _kind, doc = to_mergekit(self.configuration(), self.base_dir, resolve=resolve,
+        _kind, doc = to_document(self.configuration(), self.base_dir, resolve=resolve,
                                  validate=False)
         return dump_yaml(doc)
 
@@ -776,7 +776,7 @@ class FormModel:
 
     def load_data(self, data: Any, source: str = "") -> bool:
         """Replace the form with a configuration (a mergekit document is imported)."""
-        from llmcombo.configuration import as_configuration
+        from llmcombo.importer import as_configuration
         from llmcombo.errors import UserError
 
         try:
@@ -846,9 +846,9 @@ class FormModel:
 
     def save(self, path: str | os.PathLike) -> str:
         """Write the configuration as YAML (atomically); returns the path."""
-        from llmcombo.configuration import write_text_atomic
+        from llmcombo.fsutil import atomic_write
 
-        write_text_atomic(path, self.yaml_preview)
+        atomic_write(path, self.yaml_preview)
         self._say(f"Saved to {path}.")
         for fn in list(self._listeners):
             fn(self)
@@ -898,9 +898,9 @@ class FormModel:
                 fn(self)
             return None
         if path is not None:
-            from llmcombo.configuration import write_text_atomic
+            from llmcombo.fsutil import atomic_write
 
-            write_text_atomic(path, text if text.endswith("\n") else text + "\n")
+            atomic_write(path, text if text.endswith("\n") else text + "\n")
             self._say(f"Generated {path}.")
         else:
             self._say("Generated.")

@@ -26,7 +26,6 @@ import datetime as _dt
 import json
 import math
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -100,7 +99,7 @@ def merge_configs() -> dict[str, dict]:
 
 def ensemble_configs(vote_samples: int = VOTE_SAMPLES) -> dict[str, dict]:
     """The vote and the router of the demo."""
-    from llmcombo.plots import vote_config
+    from llmcombo.zoo.experiments import vote_config
 
     return {
         "vote": vote_config(["zoo:domotica", "zoo:tiempo"], vote_samples,
@@ -206,31 +205,6 @@ class _Steps:
         return time.perf_counter() - self._t0
 
 
-def _tty() -> bool:
-    try:
-        return sys.stderr.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
-def _machine() -> dict:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {"platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
-            "torch": torch.__version__,
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
-
-
 def demo_threads() -> int:
     """Torch threads for the demo: 1 unless ``$LLMCOMBO_DEMO_THREADS`` says otherwise. The zoo
     models are so small (hidden size 128) that intra-op parallelism mostly adds synchronisation;
@@ -272,10 +246,14 @@ def run_demo(out: str | os.PathLike = DEFAULT_OUT, *, quick: bool = False,
 
 def _run_demo(out: str | os.PathLike, *, quick: bool, log: Callable[[str], None] | None,
               progress: Any) -> DemoResult:
+    from llmcombo import analysis, plots, zoo
     from llmcombo import evaluate as ev
-    from llmcombo import plots, zoo
     from llmcombo.ensemble import load_product
-    from llmcombo.run import NullProgress, TqdmProgress
+    from llmcombo.progress import NullProgress, TqdmProgress, stderr_is_terminal
+    from llmcombo.run import run_cached
+    from llmcombo.sysinfo import machine
+    from llmcombo.zoo import experiments
+    from llmcombo.zoo.tasks import format_prompt
 
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     settings = Settings.make(quick)
@@ -299,7 +277,7 @@ def _run_demo(out: str | os.PathLike, *, quick: bool, log: Callable[[str], None]
                         hint="Give a folder you can write to, e.g. --out llmcombo-demo.") from None
     started = _dt.datetime.now(_dt.timezone.utc)
     steps = _Steps(9, log)
-    tty = _tty()
+    tty = stderr_is_terminal()
     run_progress = TqdmProgress() if tty else NullProgress()
     files: list[Path] = []
     try:
@@ -321,7 +299,7 @@ def _run_demo(out: str | os.PathLike, *, quick: bool, log: Callable[[str], None]
         folders: dict[str, Path] = {}
         for name, cfg in merge_configs().items():
             t0 = time.perf_counter()
-            folders[name] = ev.build_cached(cfg, models_dir, name=name, progress=run_progress)
+            folders[name] = run_cached(cfg, models_dir, name=name, progress=run_progress)
             log(f"      {name}: {folders[name].name} ({time.perf_counter() - t0:.1f} s)")
 
         # 3. products --------------------------------------------------------------------------
@@ -344,7 +322,7 @@ def _run_demo(out: str | os.PathLike, *, quick: bool, log: Callable[[str], None]
                                             [e.expected for e in ds.examples]))
                 shown[(name, task)] = answers[: settings.samples_shown]
             if name in PARENTS + MERGES + ("moe",):
-                from llmcombo.tasks import format_example
+                from llmcombo.zoo.tasks import format_example
 
                 for task, ds in datasets.items():
                     pf = ev.evaluate_perplexity(prod, [format_example(e) for e in ds.examples],
@@ -360,23 +338,23 @@ def _run_demo(out: str | os.PathLike, *, quick: bool, log: Callable[[str], None]
         # 5. sweep -----------------------------------------------------------------------------
         steps("sweep", f"slerp sweep domotica -> tiempo at t = "
                        f"{', '.join(f'{t:g}' for t in settings.sweep_ts)}")
-        sweep = plots.interpolation_sweep("zoo:domotica", "zoo:tiempo", method="slerp",
+        sweep = experiments.interpolation_sweep("zoo:domotica", "zoo:tiempo", method="slerp",
                                           ts=settings.sweep_ts, limit=settings.sweep_limit,
                                           cache_dir=models_dir, progress=progress)
 
         # 6. task vectors and routing ----------------------------------------------------------
         steps("analysis", "task-vector norms of the specialists; MoE routing shares")
-        tv = plots.task_vector_norms("zoo:base", {"domotica": "zoo:domotica",
+        tv = analysis.task_vector_norms("zoo:base", {"domotica": "zoo:domotica",
                                                   "tiempo": "zoo:tiempo"})
-        routing = plots.moe_routing_share(
+        routing = analysis.moe_routing_share(
             str(folders["moe"]),
             {t: [e.prompt for e in ev.dataset(t, limit=settings.routing_limit).examples]
-             for t in TASKS})
+             for t in TASKS}, template=format_prompt)
 
         # 7. vote scaling ----------------------------------------------------------------------
         steps("vote_scaling", "vote accuracy as N grows (both specialists, "
                               f"samples {', '.join(map(str, settings.vote_samples))} each)")
-        votes = plots.vote_scaling(["zoo:domotica", "zoo:tiempo"], settings.vote_samples,
+        votes = experiments.vote_scaling(["zoo:domotica", "zoo:tiempo"], settings.vote_samples,
                                    limit=settings.vote_limit, temperature=VOTE_TEMPERATURE,
                                    seed=0, tie_break="likelihood", progress=progress)
 
@@ -403,7 +381,7 @@ def _run_demo(out: str | os.PathLike, *, quick: bool, log: Callable[[str], None]
         timings = dict(steps.timings)
         timings["total"] = round(steps.elapsed, 1)
         meta = {"date": started.strftime("%Y-%m-%d %H:%M UTC"), "quick": quick,
-                "settings": settings.__dict__, "timings_s": timings, "machine": _machine(),
+                "settings": settings.__dict__, "timings_s": timings, "machine": machine(),
                 "zoo": {"dir": str(z.dir), "created": z.manifest.get("created"),
                         "build_seconds": z.manifest.get("build_seconds")},
                 "models": {n: str(f) for n, f in folders.items()},
@@ -414,9 +392,7 @@ def _run_demo(out: str | os.PathLike, *, quick: bool, log: Callable[[str], None]
                                                  list(figures)), encoding="utf-8")
         # 9. publish the staged files --------------------------------------------------------------
         steps("publish", "move the finished files into place")
-        mode = 0o666 & ~_umask()
         for f in sorted(stage.iterdir()):
-            os.chmod(f, mode)  # the atomic writers create 0600 temporary files
             os.replace(f, out / f.name)
             files.append(out / f.name)
         steps.done()
@@ -432,18 +408,6 @@ def _run_demo(out: str | os.PathLike, *, quick: bool, log: Callable[[str], None]
     timings = dict(steps.timings)
     timings["total"] = round(steps.elapsed, 1)
     return DemoResult(out, results, files, timings)
-
-
-def _umask() -> int:
-    """The process umask, read without changing it (os.umask would, briefly, for every thread)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0o022
 
 
 def _ignored_by_git(folder: Path) -> None:

@@ -251,7 +251,7 @@ class EvaluateModel:
 
     @staticmethod
     def tasks() -> list[str]:
-        from llmcombo.tasks import TASK_NAMES
+        from llmcombo.zoo.tasks import TASK_NAMES
 
         return list(TASK_NAMES)
 

@@ -1,0 +1,95 @@
+"""Experiments on the zoo that merge or ensemble models and measure them: an interpolation sweep
+between two models and a vote as the number of answers grows. Each returns a tidy pandas frame;
+:mod:`llmcombo.plots` draws them."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+from llmcombo.errors import UserError
+from llmcombo.zoo.tasks import TASK_NAMES
+
+
+def sweep_config(model_a: str, model_b: str, t: float, method: str = "slerp",
+                 dtype: str = "float32") -> dict:
+    """The merge configuration of one sweep point: ``t = 0`` is model A, ``t = 1`` model B."""
+    if method == "slerp":
+        merge = {"method": "slerp", "base_model": model_a,
+                 "models": [{"model": model_a}, {"model": model_b}],
+                 "parameters": {"t": float(t)}, "dtype": dtype}
+    elif method == "linear":
+        merge = {"method": "linear",
+                 "models": [{"model": model_a, "parameters": {"weight": round(1.0 - t, 10)}},
+                            {"model": model_b, "parameters": {"weight": float(t)}}],
+                 "dtype": dtype}
+    else:
+        raise UserError(f"an interpolation sweep uses slerp or linear, not {method!r}.")
+    return {"name": f"{method}-t{t:.3f}", "merge": merge}
+
+
+def interpolation_sweep(model_a: str, model_b: str, *, method: str = "slerp", k: int = 5,
+                        tasks: Sequence[str] = TASK_NAMES, limit: int | None = None,
+                        cache_dir: str | os.PathLike, batch_size: int = 64, progress: Any = None,
+                        ts: Sequence[float] | None = None):
+    """Accuracy on each task along ``t = 0, 1/(k-1), ..., 1`` between ``model_a`` and ``model_b``.
+    Each point is a merge run with :func:`llmcombo.run.run` and cached in ``cache_dir`` by its
+    configuration hash (a second sweep reuses them). Rows: the tidy columns plus ``t`` and
+    ``method``; ``product`` is ``METHOD t=T``."""
+    import pandas as pd
+
+    from llmcombo import evaluate as ev
+    from llmcombo.run import run_cached
+
+    if ts is None:
+        if k < 2:
+            raise UserError("an interpolation sweep needs at least 2 points (k >= 2).")
+        ts = [i / (k - 1) for i in range(k)]
+    rows = []
+    for t in ts:
+        folder = run_cached(sweep_config(model_a, model_b, t, method), cache_dir,
+                            name=f"sweep-{method}-t{t:.3f}")
+        for task in tasks:
+            ds = ev.dataset(task, limit=limit)
+            answers = ev.answer_examples(str(folder), ds.examples, batch_size=batch_size,
+                                         progress=progress, desc=f"{method} t={t:.2f} {task}")
+            r = ev.accuracy_row(f"{method} t={t:.2f}", ds.name, answers,
+                                [e.expected for e in ds.examples])
+            rows.append({**r, "t": float(t), "method": method})
+    return pd.DataFrame(rows)
+
+
+def vote_config(members: Sequence[str], samples: int, *, temperature: float = 1.0,
+                seed: int = 0, tie_break: str = "likelihood") -> dict:
+    """An ensemble configuration: every member answers ``samples`` times; majority wins."""
+    vote: dict[str, Any] = {"members": [{"model": m} for m in members], "samples": int(samples),
+                            "decide": "majority", "tie_break": tie_break}
+    if samples > 1 or temperature > 0:
+        vote["sampling"] = {"temperature": float(temperature), "seed": int(seed)}
+    return {"ensemble": {"vote": vote}}
+
+
+def vote_scaling(members: Sequence[str], samples: Sequence[int] = (1, 2, 3, 5), *,
+                 tasks: Sequence[str] = TASK_NAMES, limit: int | None = None,
+                 temperature: float = 1.0, seed: int = 0, tie_break: str = "likelihood",
+                 batch_size: int = 64, progress: Any = None):
+    """Accuracy of a vote as the number of answers grows: for each ``s`` in ``samples`` every
+    member answers ``s`` times (sampled at ``temperature``, seeded). Rows: tidy columns plus
+    ``samples`` and ``N`` (answers per prompt = members x samples)."""
+    import pandas as pd
+
+    from llmcombo import evaluate as ev
+    from llmcombo.ensemble import load_product
+
+    rows = []
+    for s in samples:
+        product = load_product(vote_config(members, s, temperature=temperature, seed=seed,
+                                           tie_break=tie_break))
+        n = len(members) * int(s)
+        for task in tasks:
+            ds = ev.dataset(task, limit=limit)
+            answers = ev.answer_examples(product, ds.examples, batch_size=batch_size,
+                                         progress=progress, desc=f"vote N={n} {task}")
+            r = ev.accuracy_row(f"vote N={n}", ds.name, answers, [e.expected for e in ds.examples])
+            rows.append({**r, "samples": int(s), "N": n})
+    return pd.DataFrame(rows)
