@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from llmcombo.errors import UserError, raise_for_errors
+from llmcombo.fsutil import dir_mode
 from llmcombo.outputs import (LINEAGE_FILE, MERGE_YAML, MOE_YAML, PARTIAL_TAG, check_out,
                               cleanup_stale, nonfinite_tensors, place, verify_model_folder)
 from llmcombo.plan import Plan, make_plan
@@ -192,6 +193,7 @@ def run(config: Any, out: str | os.PathLike, *, options: RunOptions | None = Non
     out.parent.mkdir(parents=True, exist_ok=True)
     cleanup_stale(out)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{PARTIAL_TAG}-{os.getpid()}-", dir=out.parent))
+    os.chmod(tmp, dir_mode())  # the result gets the user's usual permissions, not mkdtemp's 0700
     started = _dt.datetime.now(_dt.timezone.utc)
     t0 = time.perf_counter()
     try:

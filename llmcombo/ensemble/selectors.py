@@ -34,8 +34,6 @@ import json
 import math
 import os
 import random
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +42,7 @@ from typing import Any, Callable, Sequence
 from llmcombo.ensemble import members as M
 from llmcombo.ensemble.spec import DEFAULT_TEMPLATE, _fold
 from llmcombo.errors import UserError
+from llmcombo.fsutil import staged_dir
 
 CLASSIFIER_FILE = "selector.json"
 
@@ -327,12 +326,6 @@ def _split(pairs, holdout: float, seed: int):
     return train, test
 
 
-def _publish(tmp: Path, out: Path) -> None:
-    from llmcombo.fsutil import replace_dir
-
-    replace_dir(tmp, out)
-
-
 def train_selector(examples: Any, base: str = "zoo:base", out: str | os.PathLike | None = None,
                    kind: str = "label_model", *, test: Any = None, holdout: float = 0.2,
                    template: str = DEFAULT_TEMPLATE, steps: int = 60, lr: float = 5e-4,
@@ -363,20 +356,14 @@ def train_selector(examples: Any, base: str = "zoo:base", out: str | os.PathLike
     if out is None:
         raise UserError("train_selector needs out: the folder to write the selector to.")
     out = Path(out).expanduser().absolute()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.training-", dir=out.parent))
     started = time.perf_counter()
     report = progress or (lambda f: None)
-    try:
+    with staged_dir(out, tag="training") as tmp:
         if kind == "label_model":
             loss = _train_label_model(train, base, tmp, template, steps, lr, batch_size, seed,
                                       device, report)
         else:
             loss = _fit_classifier(train, labels, base, tmp, template, layer, seed, device, report)
-        _publish(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     # held-out routing accuracy, with the selector as a router would use it
     if kind == "label_model":
         sel: Selector = LabelModelSelector({"model": str(out), "template": template}, labels,
