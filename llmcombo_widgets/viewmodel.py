@@ -975,10 +975,5 @@ def check_model_ref(ref: Any, base_dir=None) -> ModelSummary:
         layers=info.get("num_hidden_layers"), hidden_size=info.get("hidden_size"),
         vocab_size=info.get("vocab_size"), where=info.where,
         messages=[i.message for i in issues if not i.is_error])
-    try:
-        bd = preflight._model_breakdown(info)  # noqa: SLF001 - pre-flight's own size reader
-        summary.parameters = bd.total if bd is not None else None
-        summary.size_bytes = preflight._weights_on_disk(info)  # noqa: SLF001
-    except Exception:  # sizes are a nicety; the architecture is what matters
-        pass
+    summary.parameters, summary.size_bytes = preflight.model_size(info)
     return summary

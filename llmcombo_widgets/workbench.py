@@ -110,9 +110,10 @@ class RunModel:
     def preflight(self) -> PreflightSummary:
         """Inputs, sizes, device and the disk / memory estimate (config.json and headers only)."""
         from llmcombo import preflight
+        from llmcombo.productline import family_of
 
         cfg = self.form.configuration()
-        kind = preflight.config_kind(cfg) or (self.form.family or "unknown")
+        kind = family_of(cfg) or (self.form.family or "unknown")
         summary = PreflightSummary(kind=kind, out_dir=self.out)
         try:
             from llmcombo.run import RunOptions

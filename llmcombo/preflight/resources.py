@@ -186,6 +186,13 @@ def _model_breakdown(info: ModelInfo) -> _Breakdown | None:
     return None
 
 
+def model_size(info: ModelInfo) -> tuple[int | None, int | None]:
+    """``(parameters, bytes of weights on disk)`` of a model pre-flight has read (headers and
+    config.json only; None where unknown)."""
+    bd = _model_breakdown(info)
+    return (bd.total if bd is not None else None), _weights_on_disk(info)
+
+
 def _weights_on_disk(info: ModelInfo) -> int | None:
     folder = info.local_dir
     if folder is None and info.where == "hub":
