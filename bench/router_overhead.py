@@ -127,7 +127,7 @@ def main(argv=None) -> int:
     import torch
 
     from llmcombo import zoo
-from llmcombo.zoo import tasks
+    from llmcombo.zoo import tasks
     from llmcombo.ensemble import train_selector
 
     if args.threads:

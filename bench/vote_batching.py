@@ -137,7 +137,7 @@ def main(argv=None) -> int:
     import torch
 
     from llmcombo import zoo
-from llmcombo.zoo import tasks
+    from llmcombo.zoo import tasks
 
     if args.threads:
         torch.set_num_threads(args.threads)

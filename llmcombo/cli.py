@@ -246,13 +246,15 @@ def _args_dashboard(p: argparse.ArgumentParser) -> None:
 
 
 def dashboard_notebook() -> Path:
-    """The dashboard notebook shipped inside the llmcombo_widgets package."""
-    try:
-        import llmcombo_widgets
-    except ImportError:
+    """The dashboard notebook shipped inside the llmcombo_widgets package (found without importing
+    the UI: the CLI is core)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llmcombo_widgets")
+    if spec is None or not spec.origin:
         raise UserError("the dashboard needs llmcombo's widgets.",
-                        hint="pip install 'llmcombo[widgets]'") from None
-    nb = Path(llmcombo_widgets.__file__).resolve().parent / "dashboard.ipynb"
+                        hint="pip install 'llmcombo[widgets]'")
+    nb = Path(spec.origin).resolve().parent / "dashboard.ipynb"
     if not nb.is_file():
         raise UserError(f"the dashboard notebook was not found (looked for {nb}).",
                         hint="Reinstall llmcombo, or pass --notebook PATH/dashboard.ipynb.")
@@ -279,24 +281,25 @@ def _warm_mergekit_snapshot() -> None:
 def cmd_dashboard(args: argparse.Namespace) -> int:
     import os
 
+    import importlib.util
+
     nb = Path(args.notebook).resolve() if args.notebook else dashboard_notebook()
     if not nb.is_file():
         raise UserError(f"notebook not found: {nb}")
-    try:
-        from voila.app import Voila
-    except ImportError:
+    if importlib.util.find_spec("voila") is None or importlib.util.find_spec("ipywidgets") is None:
         raise UserError("the dashboard needs Voila and ipywidgets.",
-                        hint="pip install 'llmcombo[widgets]'") from None
+                        hint="pip install 'llmcombo[widgets]'")
     # results land where the command was started, not next to the notebook
     os.environ.setdefault("LLMCOMBO_OUTPUTS", str(Path.cwd() / "outputs"))
     _warm_mergekit_snapshot()
     url = f"http://127.0.0.1:{args.port}/"
     print(f"llmcombo dashboard: {url}  (Ctrl+C to stop)", flush=True)
-    argv = [str(nb), f"--port={args.port}", "--Voila.ip=127.0.0.1", "--strip_sources=True",
-            "--Voila.open_browser=False"
-            if args.no_browser else "--Voila.open_browser=True"]
-    Voila.launch_instance(argv=argv)
-    return 0
+    argv = [sys.executable, "-m", "voila", str(nb), f"--port={args.port}", "--Voila.ip=127.0.0.1",
+            "--strip_sources=True",
+            "--Voila.open_browser=False" if args.no_browser else "--Voila.open_browser=True"]
+    sys.stderr.flush()
+    os.execv(sys.executable, argv)  # Voila takes over this process (Ctrl+C stops it)
+    return 0  # pragma: no cover - execv does not return
 
 
 # ---------------------------------------------------------------------------------------------

@@ -183,7 +183,8 @@ class RunPanel:
         try:
             self.model.start(extra_progress=self.progress)
         except Exception as exc:
-            self.status.value = f"<span class='llmcombo-status-error'>{html.escape(getattr(exc, 'message', str(exc)))}</span>"
+            message = html.escape(getattr(exc, "message", str(exc)))
+            self.status.value = f"<span class='llmcombo-status-error'>{message}</span>"
 
     def _on_job(self, job: Job) -> None:
         running = job.status == RUNNING
@@ -268,7 +269,8 @@ class EvaluatePanel:
             self.model.start(list(self.products.value), list(self.tasks.value),
                              extra_progress=self.progress)
         except Exception as exc:
-            self.status.value = f"<span class='llmcombo-status-error'>{html.escape(getattr(exc, 'message', str(exc)))}</span>"
+            message = html.escape(getattr(exc, "message", str(exc)))
+            self.status.value = f"<span class='llmcombo-status-error'>{message}</span>"
 
     def _on_job(self, job: Job) -> None:
         running = job.status == RUNNING
@@ -282,7 +284,8 @@ class EvaluatePanel:
             frame = self.model.frame
             from llmcombo.evaluate import accuracy_table
 
-            self.table.value = accuracy_table(frame).to_html(float_format=lambda x: f"{x:.1%}", classes="llmcombo-accuracy")
+            self.table.value = accuracy_table(frame).to_html(float_format=lambda x: f"{x:.1%}",
+                                                             classes="llmcombo-accuracy")
             self.plot.value = figure_png(self.model.figure())
             self.plot.layout.display = None
             self.status.value = (f"<span class='llmcombo-status-ok llmcombo-eval-done'>done in "

@@ -1,16 +1,19 @@
-"""Shared fixtures: the zoo is built once (or reused from its cache) for the whole test session."""
+"""Shared fixtures: the zoo (shipped with llmcombo, or the one ``$LLMCOMBO_ZOO_DIR`` names)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests' own helpers (importgraph, factory)
+
 
 @pytest.fixture(scope="session")
 def zoo():
-    """The zoo in its default cache folder (``$LLMCOMBO_ZOO_DIR`` or ``~/.cache/llmcombo/zoo``):
-    trained on first use, then reused by every test and every later session."""
+    """The zoo in use: the one shipped with llmcombo, or ``$LLMCOMBO_ZOO_DIR`` (built first when
+    that folder holds none yet)."""
     from llmcombo import zoo as _zoo
 
     return _zoo.build()

@@ -5,7 +5,8 @@ page gets ready and how fast a method switch updates the form.
 
 Screenshots and timings go to artifacts/ (gitignored; timings are recorded, never asserted: the
 machine is shared). Tests write nothing tracked: ``LLMCOMBO_RECORD_PERF=1`` also copies the timings
-to bench/results/dashboard_perf.json, for the benchmark figures in the README. ``LLMCOMBO_UPDATE_SCREENSHOTS=1`` also copies the clean
+to bench/results/dashboard_perf.json, for the benchmark figures in the README.
+``LLMCOMBO_UPDATE_SCREENSHOTS=1`` also copies the clean
 Configure screenshot (TIES, valid, generated) to docs/img/dashboard.png for the README.
 """
 
@@ -224,7 +225,8 @@ def test_dashboard_end_to_end(server):
             expect(run).to_be_enabled()
             t_run = time.monotonic()
             run.click()
-            expect(page.locator(".llmcombo-preflight")).to_contain_text("estimated output size")
+            expect(page.locator(".llmcombo-preflight")).to_contain_text("estimated output size",
+                                                                        timeout=120_000)
             page.locator(".llmcombo-run-done").wait_for(timeout=900_000)
             perf["run_s"] = round(time.monotonic() - t_run, 1)
             bar = page.locator(".llmcombo-run-panel .llmcombo-progress .progress-bar, "

@@ -4,8 +4,8 @@ import pytest
 
 from llmcombo.featuremodel import export
 from llmcombo.featuremodel import (
-    MANY, Attribute, BoolType, Check, Constraint, CountCmp, EnumType, Eq, Feature, FeatureModel,
-    FloatType, GradientType, IntType, IsSet, RangeType, Sel, StringListType, StringType,
+    Attribute, BoolType, Check, Constraint, CountCmp, EnumType, Eq, Feature, FeatureModel,
+    FloatType, GradientType, IntType, RangeType, Sel, StringListType, StringType,
     alternative, error, or_group,
 )
 

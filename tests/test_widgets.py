@@ -8,12 +8,10 @@ import threading
 import time
 
 import ipywidgets as W
-import pytest
 
 from llmcombo_widgets.configurator import Configurator, slug
 from llmcombo_widgets.dashboard import App, PublishPanel, WidgetProgress
 from llmcombo_widgets.jobs import CANCELLED, DONE, FAILED, Job
-from llmcombo_widgets.viewmodel import FormModel
 from llmcombo_widgets.workbench import PublishModel, accuracy_figure, figure_png
 
 
