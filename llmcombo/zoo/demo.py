@@ -249,7 +249,7 @@ def _run_demo(out: str | os.PathLike, *, quick: bool, log: Callable[[str], None]
     from llmcombo import analysis, plots, zoo
     from llmcombo import evaluate as ev
     from llmcombo.ensemble import load_product
-    from llmcombo.progress import NullProgress, TqdmProgress, stderr_is_terminal
+    from llmcombo.progress import LogProgress, TqdmProgress, stderr_is_terminal
     from llmcombo.run import run_cached
     from llmcombo.sysinfo import machine
     from llmcombo.zoo import experiments
@@ -278,7 +278,7 @@ def _run_demo(out: str | os.PathLike, *, quick: bool, log: Callable[[str], None]
     started = _dt.datetime.now(_dt.timezone.utc)
     steps = _Steps(9, log)
     tty = stderr_is_terminal()
-    run_progress = TqdmProgress() if tty else NullProgress()
+    run_progress = TqdmProgress() if tty else LogProgress(print_fn=log)
     files: list[Path] = []
     try:
         # 1. zoo -------------------------------------------------------------------------------
