@@ -67,6 +67,7 @@ class PeakMemory:
         self.peak_rss: int | None = None
         self.peak_cuda: int | None = None
         self._stop = threading.Event()
+        self._max = 0
 
     def _sample(self, proc) -> None:
         while not self._stop.wait(self.interval):

@@ -67,13 +67,16 @@ _CURRENT: contextvars.ContextVar[_RunContext | None] = contextvars.ContextVar(
     "llmcombo_run", default=None)
 
 
-def _real_tqdm_module():
+def _real_tqdm_module() -> Any:
     import tqdm
 
     return tqdm
 
 
-class _HookedTqdm(_real_tqdm_module().tqdm):
+_TqdmBase: Any = _real_tqdm_module().tqdm
+
+
+class _HookedTqdm(_TqdmBase):
     """tqdm that, inside a run, shows nothing itself and reports to the run's Progress."""
 
     def __init__(self, iterable=None, *args, **kwargs):
@@ -148,7 +151,7 @@ def _import_mergekit_progress_modules() -> None:
 
 def _install_tqdm_hook() -> None:
     real = _real_tqdm_module()
-    shim = types.ModuleType("tqdm")
+    shim: Any = types.ModuleType("tqdm")
     shim.__dict__.update(vars(real))
     shim.tqdm = _HookedTqdm
     shim.trange = _hooked_trange
@@ -157,6 +160,7 @@ def _install_tqdm_hook() -> None:
             continue
         d = getattr(mod, "__dict__", {})
         for attr, val in list(d.items()):
+            repl: Any
             if val is real:
                 repl = shim
             elif val is real.tqdm:

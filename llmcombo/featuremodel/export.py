@@ -171,7 +171,7 @@ def to_tree(model: FeatureModel) -> str:
 
     def emit(f: Feature, prefix: str, tag: str) -> None:
         card = ""
-        if f.cloneable:
+        if f.card is not None:
             lo, hi = f.card
             card = f" [{lo}..{'*' if hi is None else hi}]"
         name = f.name if f.path else model.name

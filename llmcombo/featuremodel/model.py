@@ -278,7 +278,8 @@ class FeatureModel:
                 issues.append(_internal(c.path, f"the rule '{c.message}'", exc))
                 continue
             if not ok:
-                issues.append(Issue(c.severity, c.path, c.message, c.hint, c.code))
+                issues.append(error(c.path, c.message, c.hint, c.code) if c.severity == "error"
+                              else warning(c.path, c.message, c.hint, c.code))
         if not any(i.code in ("type", "structure") for i in issues):
             for chk in self.checks:
                 try:
@@ -378,8 +379,7 @@ class _Walker:
                                          f"{where}.", hint, "unknown"))
         for a in f.attributes:
             p = _join(path, a.name)
-            present = a.name in value and value[a.name] is not None
-            if present:
+            if a.name in value and value[a.name] is not None:
                 if not a.is_relevant(sel):
                     self.issues.append(warning(p, f"{a.title} is not used by this configuration "
                                                   "and will be ignored.", a.ignored_hint, "ignored"))
@@ -427,7 +427,7 @@ class _Walker:
 
     def _empty_ok(self, f: Feature) -> bool:
         """A mandatory feature may be left out when it needs nothing (all defaults)."""
-        if f.cloneable:
+        if f.card is not None:
             return f.card[0] == 0
         if any(g.min >= 1 for g in f.groups) or any(a.required for a in f.attributes):
             return False
@@ -435,7 +435,7 @@ class _Walker:
 
     def check_child(self, c: Feature, raw: Any, path: str) -> None:
         p = _join(path, c.name)
-        if c.cloneable:
+        if c.card is not None:
             lo, hi = c.card
             if isinstance(raw, dict) and not c.shorthand:
                 raw = [raw]  # a single instance written without a list

@@ -31,7 +31,7 @@ def check_models(config: dict, base_dir=None) -> list[Issue]:
         issues += found
     loaded = [(s, infos[s.ref]) for s in slots if infos[s.ref].config is not None]
     for slot, info in loaded:
-        if slot.role != "tokenizer" and not cfg_get(info.config, "architectures") \
+        if slot.role != "tokenizer" and not info.get("architectures") \
                 and kind == "merge":
             issues.append(error(slot.path, f"the config.json of {info.name} does not say which "
                                 "architecture it is (no \"architectures\" entry), which mergekit "

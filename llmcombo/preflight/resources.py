@@ -298,7 +298,7 @@ def estimate(config: dict, base_dir=None, *, out_dtype: str | None = None, out_p
             params = bd.other + layers * (bd.attn_per_layer + bd.mlp_per_layer)
         elif kind == "moe":
             n_exp = len(as_list(m.get("experts"))) + len(as_list(m.get("shared_experts")))
-            h = ref_info.get("hidden_size") or 0
+            h = (ref_info.get("hidden_size") if ref_info else None) or 0
             params = bd.other + bd.layers * (bd.attn_per_layer + n_exp * bd.mlp_per_layer
                                              + n_exp * h)
         else:

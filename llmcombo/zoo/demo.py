@@ -283,7 +283,7 @@ def _run_demo(out: str | os.PathLike, *, quick: bool, log: Callable[[str], None]
     try:
         # 1. zoo -------------------------------------------------------------------------------
         steps("zoo", "zoo: build or reuse the tiny models (base, domotica, tiempo, selector)")
-        last = {"stage": None}
+        last: dict[str, str | None] = {"stage": None}
 
         def zoo_progress(stage_name: str, fraction: float) -> None:
             if stage_name != last["stage"]:

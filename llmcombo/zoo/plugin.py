@@ -15,8 +15,12 @@ modelref.register_scheme(modelref.Scheme(
     missing_hint="The zoo ships with llmcombo; if LLMCOMBO_ZOO_DIR points elsewhere, build that "
                  "zoo with `llmcombo zoo build DIR` (a few minutes) or unset LLMCOMBO_ZOO_DIR."))
 
+def _loader(name: str):
+    return lambda split: T.get_task(name).split(split)
+
+
 for _name in T.TASK_NAMES:
-    register_task(_name, lambda split, n=_name: T.get_task(n).split(split))
+    register_task(_name, _loader(_name))
 
 register_output(Output("command", "a command (zoo task format: text after [COMANDO], upper-cased)",
                        T.parse_command, T.normalize_command))

@@ -307,7 +307,7 @@ def _domotica_example(rng: random.Random, holdout: dict) -> tuple[Example, bool]
             dev=dev, room=room_ph, room_en=room_en, n=n,
             dev_de=f"de {dev_art} {dev_text}" if dev_art != "el" else f"del {dev_text}")
         expected = f"{device}_{room} SET {n}"
-        template_key = ("set", t_id)
+        template_key: tuple = ("set", t_id)
     else:
         imps, infs, subjs, parts = _VERBS[action]
         t_id = rng.randrange(len(_DOMOTICA_TEMPLATES))
@@ -324,7 +324,7 @@ def _domotica_example(rng: random.Random, holdout: dict) -> tuple[Example, bool]
 
 def _domotica_holdout(rng: random.Random) -> dict:
     pairs = [(d, r) for d in sorted(_DEVICES) for r in sorted(_ROOMS)]
-    templates = [(t, a) for t in range(len(_DOMOTICA_TEMPLATES)) for a in sorted(_VERBS)]
+    templates: list[tuple] = [(t, a) for t in range(len(_DOMOTICA_TEMPLATES)) for a in sorted(_VERBS)]
     templates += [("set", t) for t in range(len(_SET_TEMPLATES))]
     return {"pairs": set(rng.sample(pairs, len(pairs) // 10)),
             "templates": set(rng.sample(templates, len(templates) // 10))}
