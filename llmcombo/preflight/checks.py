@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 
 from llmcombo.featuremodel.issues import Issue, error, warning
-from llmcombo.preflight.models import TOKENIZER_FILES, ModelInfo, cfg_get, inspect_model
+from llmcombo.preflight.models import TOKENIZER_FILES, ModelInfo, inspect_model
 from llmcombo.productline import ModelSlot, family_of, model_slots
 from llmcombo.shapes import as_list
 
