@@ -15,10 +15,10 @@ import torch  # noqa: E402
 from matplotlib.container import BarContainer  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from llmcombo import evaluate as ev  # noqa: E402
 from llmcombo import analysis, plots  # noqa: E402
-from llmcombo.zoo import experiments  # noqa: E402
+from llmcombo import evaluate as ev  # noqa: E402
 from llmcombo.errors import UserError  # noqa: E402
+from llmcombo.zoo import experiments  # noqa: E402
 
 
 def _acc_frame():
