@@ -292,9 +292,11 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     _warm_mergekit_snapshot()
     url = f"http://127.0.0.1:{args.port}/"
     print(f"llmcombo dashboard: {url}  (Ctrl+C to stop)", flush=True)
+    from llmcombo_widgets import voila_template_args
+
     argv = [str(nb), f"--port={args.port}", "--Voila.ip=127.0.0.1", "--strip_sources=True",
             "--Voila.open_browser=False"
-            if args.no_browser else "--Voila.open_browser=True"]
+            if args.no_browser else "--Voila.open_browser=True"] + voila_template_args()
     Voila.launch_instance(argv=argv)
     return 0
 
