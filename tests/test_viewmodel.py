@@ -48,7 +48,8 @@ def test_new_form_lists_the_tree_of_the_feature_model():
     vm = FormModel()
     root = vm.view()
     family = next(p for p in root.parts if isinstance(p, ChoiceView))
-    assert [name for _label, name in family.options] == [c.name for c in feature_model().root.groups[0].children]
+    assert [name for _label, name in family.options] == [
+        c.name for c in feature_model().root.groups[0].children]
     assert family.chosen == ["merge"]
     methods = vm.choice("merge.method")
     assert {name for _l, name in methods.options} == set(merge_methods())
