@@ -547,13 +547,15 @@ class Configurator:
         e["remove"].layout.display = None if sec.index is not None else "none"
         _set(e["issues"], value=issues_html(sec.issues, self.vm.revealed))
         kids = [e["header"], e["issues"]] if title or sec.index is not None else [e["issues"]]
-        # the first choice of a part is its main decision (the family, the merge method): it
-        # comes before the fields, whose meaning depends on it
-        first = next((p for p in sec.parts if isinstance(p, ChoiceView) and not p.multiple), None)
-        if first is not None:
-            kids.append(self._render(first))
+        # inside a family, its decisions come first (the merge method, then models or slices):
+        # the meaning of the other fields depends on them. The root keeps name and description
+        # on top.
+        first = [p for p in sec.parts if sec.key and _is_decision(p)]
+        first += [p for p in sec.parts if sec.key and isinstance(p, ChoiceView)
+                  and not p.multiple and p not in first]
+        kids += [self._render(p) for p in first]
         kids += [self._render(f) for f in sec.fields]
-        kids += [self._render(p) for p in sec.parts if p is not first]
+        kids += [self._render(p) for p in sec.parts if p not in first]
         if sec.index is not None:
             e["box"].add_class("llmcombo-list-item")
         _mount(e["box"], kids, self._dead)
@@ -661,6 +663,12 @@ class Configurator:
         _set(e["issues"], value=issues_html(lv.issues, self.vm.revealed))
         _mount(e["box"], [e["header"], e["issues"]] + [self._render(s) for s in lv.items], self._dead)
         return e["box"]
+
+
+def _is_decision(part: Any) -> bool:
+    """A mandatory part that is nothing but a choice (the merge method)."""
+    return (isinstance(part, SectionView) and not part.fields and len(part.parts) == 1
+            and isinstance(part.parts[0], ChoiceView) and not part.parts[0].multiple)
 
 
 def _file_stem(name: str) -> str:

@@ -376,7 +376,10 @@ class RunPanel:
             return
         if job.status == DONE:
             self.progress.finish(True)
-            self.status.value = "<span class='llmcombo-status-ok llmcombo-run-done'>done</span>"
+            self.status.value = (f"<span class='llmcombo-status-ok llmcombo-run-done'>done: the model "
+                                 f"is in <code>{html.escape(str(job.result.path))}</code>.</span> "
+                                 "<span class='llmcombo-help'>Next: compare it with its parents in "
+                                 "Evaluate, or download it on the right.</span>")
             self.refresh_runs(select=str(job.result.path))
             if self.on_done is not None:
                 self.on_done(job.result)
@@ -486,7 +489,7 @@ class EvaluatePanel:
             self.table.value = (
                 f"<b>Accuracy</b> <span class='llmcombo-help'>({prompts} held-out prompts per "
                 "task)</span>"
-                + accuracy_table(frame).to_html(float_format=lambda x: f"{x:.1%}",
+                + accuracy_table(frame).to_html(float_format=lambda x: f"{x:.1%}", border=0,
                                                 classes="llmcombo-accuracy")
                 + disclosure("which model each row is", "\n".join(
                     f"{name}: {src}" for name, src in self.model.sources()),
@@ -693,8 +696,8 @@ class PublishPanel:
             r = job.result
             text = getattr(r, "summary", None)
             text = text() if callable(text) else (text or str(r))
-            self.status.value = (f"<div class='llmcombo-status-ok llmcombo-publish-done'>"
-                                 f"{html.escape(str(text))}</div>")
+            self.status.value = (f"<div class='llmcombo-status-ok llmcombo-publish-done' "
+                                 f"style='white-space: pre-line'>{html.escape(str(text))}</div>")
         elif job.status in (FAILED, CANCELLED):
             self.status.value = status(job.error or "", "error")
 
