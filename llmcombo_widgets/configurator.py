@@ -133,7 +133,7 @@ class _FieldWidget:
             self.input.observe(self._on_text, "value")
         elif k == "model":
             # typed references are checked while typing ("did you mean zoo:domotica?")
-            self.input = W.Combobox(options=list(form.model_options()), ensure_option=False,
+            self.input = W.Combobox(options=form.options_now, ensure_option=False,
                                     continuous_update=True, layout=layout)
             self.input.observe(self._on_text, "value")
         elif k == "enum_open":
@@ -184,7 +184,7 @@ class _FieldWidget:
             if fv.kind == "enum_open":
                 _set(self.input, options=tuple(str(c[1]) for c in fv.choices))
             elif fv.kind == "model":
-                _set(self.input, options=tuple(self.form.model_options()))
+                _set(self.input, options=self.form.options_now)
         _set(self.help, value=html.escape(fv.help, quote=False))
         _set(self.issues, value=issues_html(fv.issues, self.form.vm.revealed))
 
@@ -236,6 +236,7 @@ class Configurator:
         self.save_folder = save_folder or os.getcwd()
         self.recent_models = recent_models  # e.g. the folders of earlier runs
         self.hub_results: list[str] = []  # Hub ids found with the search box
+        self.options_now: tuple[str, ...] = tuple(ZOO_REFS)  # model options of this render
         self._fields: dict[str, _FieldWidget] = {}
         self._boxes: dict[str, dict] = {}
         self._dead: set = set()  # replaced widgets, dropped from their boxes
@@ -427,6 +428,7 @@ class Configurator:
         t0 = time.perf_counter()
         self.syncing = True
         try:
+            self.options_now = tuple(self.model_options())
             view = self.vm.view()
             before, self._shown = self._shown, set()
             root = self._render(view)

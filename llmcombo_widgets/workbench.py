@@ -20,6 +20,13 @@ from llmcombo_widgets.viewmodel import FormModel
 ZOO_PRODUCTS = ("base", "domotica", "tiempo")
 
 
+def _mtime(path: str) -> int | None:
+    try:
+        return Path(path).parent.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
 def content_key(ref: Any, base_dir: Any = None) -> str:
     """What identifies a product's content, for caches: a model folder by its path and
     :func:`llmcombo.outputs.model_fingerprint` (the run id of the run that wrote it), an ensemble
@@ -133,11 +140,20 @@ class RunModel:
 
     def history(self) -> list[RunRecord]:
         """Every run folder: under the outputs folder, those this session made elsewhere, and
-        this page's runs; newest first."""
+        this page's runs; newest first. Read again only when the outputs folder changed (a run
+        adds or replaces a folder there by renaming it into place) or a run finished."""
         extra = [str(r.path) for r in self.results]
         if self.session is not None:
             extra += list(self.session.get("runs", []))
-        return find_runs(self.out_root, extra)
+        try:
+            stamp = self.out_root.stat().st_mtime_ns
+        except OSError:
+            stamp = None
+        key = (stamp, tuple(extra), tuple(_mtime(x) for x in extra))
+        if getattr(self, "_history_key", None) != key:
+            self._history = find_runs(self.out_root, extra)
+            self._history_key = key
+        return list(self._history)
 
     def record(self, folder: str | os.PathLike) -> RunRecord | None:
         return RunRecord.read(folder)

@@ -665,3 +665,29 @@ def test_built_in_examples_answer_their_own_questions(zoo):
             assert answer.trace["kind"] == kind
             assert normalize_answer(answer.text) == normalize_answer(expected), (name, question,
                                                                                 answer.trace)
+
+
+def test_another_module_can_add_a_tab(tmp_path, monkeypatch):
+    """Room for the Search tab: a module registers its panel; the App builds it when shown."""
+    from llmcombo_widgets import dashboard as D
+
+    monkeypatch.setattr(D, "_EXTRA_TABS", [])
+    built = []
+
+    class Panel:
+        def __init__(self, app):
+            built.append(app)
+            self.widget = W.HTML("search here")
+            self.refreshed = 0
+
+        def refresh(self):
+            self.refreshed += 1
+
+    D.register_tab("Search", Panel, after="Evaluate")
+    app = D.App(out_root=str(tmp_path), preload_after=None)
+    titles = [app.tabs.get_title(i) for i in range(len(app.tabs.children))]
+    assert titles == ["Configure", "Run", "Evaluate", "Search", "Ensembles", "Publish"]
+    assert built == []  # built when first shown, like the other panels
+    app.tabs.selected_index = 3
+    assert built == [app] and app.tabs.children[3].children == (app._panels["Search"].widget,)
+    assert app.publish_panel is app._panels["Publish"]  # the built-in tabs keep their places
