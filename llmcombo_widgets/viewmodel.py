@@ -401,7 +401,7 @@ class FormModel:
         # where the user has been: errors elsewhere are shown as "to do", not in red, until the
         # user edits that field, loads a configuration or asks to generate
         self.touched: set[str] = set()
-        self.reveal_all = False
+        self.reveal_all = data is not None  # a configuration given to the form is "loaded"
         self._stash: dict[Any, Any] = {}
         self._listeners: list[Listener] = []
         self._view: SectionView | None = None
