@@ -281,7 +281,59 @@ class Configurator:
                                    indent=False, layout=W.Layout(width="auto"))
         self.advanced.add_class("llmcombo-advanced")
         self.advanced.observe(lambda ch: self.act(lambda: vm.set_show_advanced(ch["new"])), "value")
-        # load and save: a folder the user chooses, shown in full
+        # load, save, import, the Hub: built when the section is first opened (or used), so the
+        # page has fewer widgets to create when it opens
+        self.io = W.Accordion(children=[W.VBox()], selected_index=None)
+        self.io.set_title(0, "Load, save, import a mergekit YAML, find a Hub model")
+        self.io.observe(lambda ch: self._build_io() if ch["new"] == 0 else None, "selected_index")
+        self.status = W.HTML()
+        self.status.add_class("llmcombo-status")
+        self.generate_btn = W.Button(description="Generate", button_style="primary", icon="cogs")
+        self.generate_btn.add_class("llmcombo-generate")
+        self.generate_btn.on_click(lambda _b: self.act(self._generate))
+        self.form_box = W.VBox()
+        self.form_box.add_class("llmcombo-form")
+        self.config_preview = W.HTML()
+        self.config_preview.add_class("llmcombo-yaml-preview")
+        self.config_preview.add_class("llmcombo-config-preview")
+        self.generated_preview = W.HTML()
+        self.generated_preview.add_class("llmcombo-yaml-preview")
+        self.generated_preview.add_class("llmcombo-generated-preview")
+        preview = W.Tab(children=[self.config_preview, self.generated_preview],
+                        layout=W.Layout(width="100%"))
+        preview.set_title(0, "configuration")
+        preview.set_title(1, "mergekit YAML")
+        preview.add_class("llmcombo-preview-tabs")
+        self.preview = preview
+        self.downloads = W.HTML()
+        self.downloads.add_class("llmcombo-config-downloads")
+        top = W.HBox([self.preset, self.advanced], layout=W.Layout(flex_flow="row wrap",
+                                                                   align_items="center"))
+        left = [top, self.preset_help, self.io, self.form_box]
+        right = [W.HTML("<b>Live YAML</b> <span class='llmcombo-help'>(what Save writes, and "
+                        "what the engine will run)</span>"), preview,
+                 W.HBox([self.generate_btn]), self.status, self.downloads]
+        self.widget = W.VBox([W.HTML(CSS), columns(left, right, left_basis="560px",
+                                                   right_basis="380px")])
+        self.widget.add_class("llmcombo-configurator")
+
+    IO_WIDGETS = ("folder", "path", "load_btn", "save_btn", "upload", "paste", "import_btn",
+                  "hub_query", "hub_btn", "hub_out")
+
+    def __getattr__(self, name: str):
+        # the load / save / import / Hub widgets exist once their section was opened or used
+        if name in Configurator.IO_WIDGETS and "vm" in self.__dict__ and \
+                not self.__dict__.get("_io_built"):
+            self._build_io()
+            return getattr(self, name)
+        raise AttributeError(name)
+
+    def _build_io(self) -> None:
+        if self.__dict__.get("_io_built"):
+            return
+        self._io_built = True
+        vm = self.vm
+        # a folder the user chooses, shown in full
         self.folder = W.Text(value=self.save_folder, description="Folder", layout=grow("200px"),
                              style={"description_width": "60px"})
         self.folder.add_class("llmcombo-folder")
@@ -326,38 +378,7 @@ class Configurator:
                    "offered in every model field)</span>"),
             W.HBox([self.hub_query, self.hub_btn], layout=W.Layout(width="100%")),
             self.hub_out])
-        self.io = W.Accordion(children=[io], selected_index=None)
-        self.io.set_title(0, "Load, save, import a mergekit YAML, find a Hub model")
-        self.status = W.HTML()
-        self.status.add_class("llmcombo-status")
-        self.generate_btn = W.Button(description="Generate", button_style="primary", icon="cogs")
-        self.generate_btn.add_class("llmcombo-generate")
-        self.generate_btn.on_click(lambda _b: self.act(self._generate))
-        self.form_box = W.VBox()
-        self.form_box.add_class("llmcombo-form")
-        self.config_preview = W.HTML()
-        self.config_preview.add_class("llmcombo-yaml-preview")
-        self.config_preview.add_class("llmcombo-config-preview")
-        self.generated_preview = W.HTML()
-        self.generated_preview.add_class("llmcombo-yaml-preview")
-        self.generated_preview.add_class("llmcombo-generated-preview")
-        preview = W.Tab(children=[self.config_preview, self.generated_preview],
-                        layout=W.Layout(width="100%"))
-        preview.set_title(0, "configuration")
-        preview.set_title(1, "mergekit YAML")
-        preview.add_class("llmcombo-preview-tabs")
-        self.preview = preview
-        self.downloads = W.HTML()
-        self.downloads.add_class("llmcombo-config-downloads")
-        top = W.HBox([self.preset, self.advanced], layout=W.Layout(flex_flow="row wrap",
-                                                                   align_items="center"))
-        left = [top, self.preset_help, self.io, self.form_box]
-        right = [W.HTML("<b>Live YAML</b> <span class='llmcombo-help'>(what Save writes, and "
-                        "what the engine will run)</span>"), preview,
-                 W.HBox([self.generate_btn]), self.status, self.downloads]
-        self.widget = W.VBox([W.HTML(CSS), columns(left, right, left_basis="560px",
-                                                   right_basis="380px")])
-        self.widget.add_class("llmcombo-configurator")
+        self.io.children = (io,)
 
     def file_path(self) -> str:
         """The full path of the file to load or save (folder + file name)."""
@@ -368,7 +389,7 @@ class Configurator:
             return name
         return str(resolve_folder(self.folder.value, self.save_folder) / name)
 
-    def _hub_search(self) -> None:
+    def _hub_search(self, background: bool = True) -> None:
         query = self.hub_query.value.strip()
         if not query:
             self.hub_out.value = "<span class='llmcombo-help'>Type a few words to search.</span>"
@@ -390,7 +411,10 @@ class Configurator:
                                   + "</span>")
             self.refresh()
 
-        threading.Thread(target=work, daemon=True).start()
+        if background:
+            threading.Thread(target=work, daemon=True).start()
+        else:
+            work()
 
     def _on_preset(self, change) -> None:
         name = change["new"]
@@ -658,9 +682,12 @@ class Configurator:
                     "header": W.HBox([title, add])}
 
         e = self._entry("list", lv.key, make)
-        hi = "∞" if lv.maximum is None else str(lv.maximum)
+        limits = [f"at least {lv.minimum}"] if lv.minimum else []
+        if lv.maximum is not None:
+            limits.append(f"at most {lv.maximum}")
+        count = f"{len(lv.items)} so far" + (f"; {', '.join(limits)}" if limits else "")
         _set(e["title"], value=f"<b>{html.escape(lv.title)}</b> <span class='llmcombo-help'>"
-                               f"({len(lv.items)}; {lv.minimum} to {hi})</span>")
+                               f"({count})</span>")
         _set(e["add"], disabled=not lv.can_add)
         _set(e["issues"], value=issues_html(lv.issues, self.vm.revealed))
         _mount(e["box"], [e["header"], e["issues"]] + [self._render(s) for s in lv.items], self._dead)

@@ -83,6 +83,10 @@ a.llmcombo-download::before { content: "\\2913\\00a0"; }
 .llmcombo-configurator .llmcombo-field-label > .widget-html-content { line-height: 28px; }
 .llmcombo-app .widget-html:has(> .widget-html-content:empty),
 .llmcombo-configurator .widget-html:has(> .widget-html-content:empty) { display: none; }
+/* side by side (a laptop screen): what comes out stays in view while the form scrolls */
+@media (min-width: 1000px) {
+  .llmcombo-configurator .llmcombo-right { position: sticky; top: 4px; align-self: flex-start; }
+}
 .llmcombo-placeholder { color: var(--lc-muted); border: 1px dashed var(--lc-border);
   border-radius: 8px; padding: 14px; }
 </style>

@@ -690,3 +690,19 @@ def test_another_module_can_add_a_tab(tmp_path, monkeypatch):
     app.tabs.selected_index = 3
     assert built == [app] and app.tabs.children[3].children == (app._panels["Search"].widget,)
     assert app.publish_panel is app._panels["Publish"]  # the built-in tabs keep their places
+
+
+def test_the_hub_search_box_offers_ids_online_and_says_so_offline(monkeypatch):
+    from llmcombo.preflight import models as pm
+    from llmcombo_widgets import configurator as C
+
+    c = Configurator()
+    _ties(c)
+    c.hub_query.value = "qwen"
+    monkeypatch.setattr(pm, "hub_reachable", lambda *a, **k: False)
+    c._hub_search(background=False)
+    assert "llmcombo-info" in c.hub_out.value and "cannot be reached" in c.hub_out.value
+    monkeypatch.setattr(C, "hub_search", lambda q: ["Qwen/Qwen2.5-0.5B", "someone/qwen-tiny"])
+    c._hub_search(background=False)
+    assert "Qwen/Qwen2.5-0.5B" in c._fields["merge.models[0].model"].input.options
+    assert "zoo:domotica" in c._fields["merge.models[0].model"].input.options
