@@ -259,8 +259,12 @@ def test_vote_scaling_each_task_by_its_own_specialist(monkeypatch):
                                   limit=2, temperature=1.5)
     assert list(df["N"]) == [1, 1, 3, 3] and list(df["task"]) == ["domotica", "tiempo"] * 2
     assert set(df["temperature"]) == {1.5}
-    voters = [[m["model"] for m in c["ensemble"]["vote"]["members"]] for c in made]
+    voters = [[m["model"] for m in (c["members"] if "kind" in c else c["ensemble"]["vote"]["members"])]
+              for c in made]
     assert voters == [["zoo:domotica"], ["zoo:tiempo"]] * 2
+    assert [c.get("samples", c.get("ensemble", {}).get("vote", {}).get("samples")) for c in made] \
+        == [1, 1, 3, 3]
+    assert made[0]["sampling"]["temperature"] == 1.5  # N = 1 is one sampled answer, not greedy
 
 
 def test_vote_config_is_a_valid_ensemble():

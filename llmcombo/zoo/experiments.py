@@ -96,9 +96,16 @@ def vote_scaling(members: Sequence[str] | Mapping[str, Sequence[str] | str],
     for s in samples:
         for task in tasks:
             voters = per_task[task]
-            product = load_product(vote_config(voters, s, temperature=temperature, seed=seed,
-                                               tie_break=tie_break))
             n = len(voters) * int(s)
+            config = vote_config(voters, s, temperature=temperature, seed=seed,
+                                 tie_break=tie_break)
+            if n == 1:
+                # one sampled answer, the baseline a vote improves on: not a vote a user would
+                # configure (validation asks for two answers), so its spec is built directly
+                from llmcombo.ensemble.spec import to_spec
+
+                config = to_spec(config, resolve=False)[1]
+            product = load_product(config)
             ds = ev.dataset(task, limit=limit)
             answers = ev.answer_examples(product, ds.examples, batch_size=batch_size,
                                          progress=progress, desc=f"vote N={n} {task}")
