@@ -149,6 +149,7 @@ class WidgetProgress:
         self._log: list[str] = []
         self._keep = log_lines
         self._last = 0.0
+        self._finished = False
 
     def _show(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -169,6 +170,9 @@ class WidgetProgress:
         if len(self._phases) == 1:
             self.bar.bar_style = ""
             self.bar.value = 0.0
+            if self._finished:  # a new run: the last one's log goes
+                self._log, self._finished = [], False
+                self.log_view.value = ""
         self._show(force=True)
 
     def update(self, n: int = 1) -> None:
@@ -191,6 +195,7 @@ class WidgetProgress:
 
     def finish(self, ok: bool) -> None:
         self._phases = []
+        self._finished = True
         if ok:
             self.bar.value = 1.0
         self.bar.bar_style = "success" if ok else "danger"
@@ -379,7 +384,7 @@ class RunPanel:
             self.status.value = (f"<span class='llmcombo-status-ok llmcombo-run-done'>done: the model "
                                  f"is in <code>{html.escape(str(job.result.path))}</code>.</span> "
                                  "<span class='llmcombo-help'>Next: compare it with its parents in "
-                                 "Evaluate, or download it on the right.</span>")
+                                 "Evaluate, or take its files away under Results.</span>")
             self.refresh_runs(select=str(job.result.path))
             if self.on_done is not None:
                 self.on_done(job.result)
