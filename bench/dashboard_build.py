@@ -17,9 +17,20 @@ Each run is a fresh Python process (like a new Voila kernel) that times:
   needs mergekit's pydantic models): a method is chosen right after the build, the form is
   completed ``--valid-after`` seconds later (a user typing); 0 when the models were imported by
   then, the rest of their import otherwise.
+* ``evaluate_one_model_s`` (``--evaluate``, needs the zoo): the Evaluate tab's work for one
+  model (``zoo:domotica``, 40 held-out prompts of each of the two tasks, the default), in the
+  same fresh process after the preload's imports (torch, transformers), so the model is loaded
+  from disk and nothing is cached; ``evaluate_again_s``: the same model again after a new run
+  would have replaced nothing (the model is in memory, the results are recomputed).
 
     python bench/dashboard_build.py                # 3 runs, writes bench/results/dashboard_build.json
     python bench/dashboard_build.py --runs 5 --no-snapshot   # read mergekit's registry every time
+    python bench/dashboard_build.py --evaluate     # also time Evaluate of one zoo model
+
+The browser test measures the same figures end to end (page ready after the kernel started,
+click to updated form, Evaluate of a merged model) and lists every screen it checked:
+``LLMCOMBO_RECORD_PERF=1 python -m pytest tests/test_dashboard_browser.py`` writes them to
+bench/results/dashboard_perf.json.
 
 The machine is shared: the load average before and after is recorded with the figures.
 """
@@ -41,7 +52,27 @@ HEAVY = ("torch", "transformers", "peft", "mergekit.config", "matplotlib", "pand
 CYCLE = ["linear", "ties", "slerp", "dare_ties", "task_arithmetic", "ties", "della", "linear"]
 
 
-def child(valid_after: float) -> dict:
+def evaluate_timings(app) -> dict:
+    """Evaluate of one zoo model, as the Evaluate tab runs it (no thread: timed directly)."""
+    import importlib
+
+    for name in ("torch", "transformers"):  # what the dashboard's preload imports meanwhile
+        importlib.import_module(name)
+    model = app.evaluate_model
+    t = time.perf_counter()
+    model.start(["domotica"], model.tasks(), background=False)
+    first = time.perf_counter() - t
+    assert model.job.status == "done", model.job.error
+    model.cache.clear()
+    t = time.perf_counter()
+    model.start(["domotica"], model.tasks(), background=False)
+    again = time.perf_counter() - t
+    n = int(model.frame["n"].sum())
+    return {"evaluate_one_model_s": round(first, 3), "evaluate_again_s": round(again, 3),
+            "evaluate_prompts": n}
+
+
+def child(valid_after: float, evaluate: bool = False) -> dict:
     t0 = time.perf_counter()
     import ipywidgets as W
 
@@ -99,7 +130,8 @@ def child(valid_after: float) -> dict:
             if timed is times:
                 msgs.append(sent["n"])
             assert form.data["merge"]["method"] == name
-    return {"import_s": round(t1 - t0, 3), "build_s": round(t2 - t1, 3),
+    extra = evaluate_timings(app) if evaluate else {}
+    return {**extra, "import_s": round(t1 - t0, 3), "build_s": round(t2 - t1, 3),
             "heavy_modules_after_build": heavy, "widgets_per_build": widgets,
             "first_valid_s": round(first_valid, 3),
             "first_switch_ms": [round(x, 1) for x in first],
@@ -114,11 +146,13 @@ def main() -> None:
                     help="read mergekit's method registry in every run (LLMCOMBO_MERGEKIT_SNAPSHOT=0)")
     ap.add_argument("--valid-after", type=float, default=10.0,
                     help="seconds between the build and the first valid form (a user filling it)")
+    ap.add_argument("--evaluate", action="store_true",
+                    help="also time Evaluate of one zoo model (needs the zoo)")
     ap.add_argument("--out", default=str(HERE / "results" / "dashboard_build.json"))
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(child(args.valid_after)))
+        print(json.dumps(child(args.valid_after, args.evaluate)))
         return
 
     env = dict(os.environ)
@@ -127,7 +161,8 @@ def main() -> None:
     load_before = os.getloadavg()
     runs = []
     for i in range(args.runs):
-        out = subprocess.run([sys.executable, __file__, "--child", "--valid-after", str(args.valid_after)],
+        cmd = [sys.executable, __file__, "--child", "--valid-after", str(args.valid_after)]
+        out = subprocess.run(cmd + (["--evaluate"] if args.evaluate else []),
                              env=env, capture_output=True, text=True, check=True)
         runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
         r = runs[-1]
@@ -155,6 +190,10 @@ def main() -> None:
         "widgets_per_build": runs[0]["widgets_per_build"],
         "widget_messages_per_switch": statistics.median(r["widget_messages_per_switch"] for r in runs),
         "heavy_modules_after_build": sorted({m for r in runs for m in r["heavy_modules_after_build"]}),
+        **({"evaluate_one_model_s_median": statistics.median(r["evaluate_one_model_s"] for r in runs),
+            "evaluate_one_model_s_max": max(r["evaluate_one_model_s"] for r in runs),
+            "evaluate_again_s_median": statistics.median(r["evaluate_again_s"] for r in runs),
+            "evaluate_prompts": runs[0]["evaluate_prompts"]} if args.evaluate else {}),
         "runs": runs,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

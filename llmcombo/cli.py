@@ -294,8 +294,13 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     _warm_mergekit_snapshot()
     url = f"http://127.0.0.1:{args.port}/"
     print(f"llmcombo dashboard: {url}  (Ctrl+C to stop)", flush=True)
+    # the dashboard's own page template (no CDN stylesheets), found beside the notebook
+    share = Path(dashboard_notebook()).parent / "share"
+    paths = [p for p in os.environ.get("JUPYTER_PATH", "").split(os.pathsep) if p]
+    if share.is_dir() and str(share) not in paths:
+        os.environ["JUPYTER_PATH"] = os.pathsep.join([str(share)] + paths)
     argv = [sys.executable, "-m", "voila", str(nb), f"--port={args.port}", "--Voila.ip=127.0.0.1",
-            "--strip_sources=True",
+            "--strip_sources=True", "--template=llmcombo",
             "--Voila.open_browser=False" if args.no_browser else "--Voila.open_browser=True"]
     sys.stderr.flush()
     os.execv(sys.executable, argv)  # Voila takes over this process (Ctrl+C stops it)

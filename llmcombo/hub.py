@@ -22,6 +22,7 @@ import csv
 import io
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -178,6 +179,48 @@ def _eval_table(folder: Path) -> str | None:
     return None
 
 
+# an absolute local path (POSIX, ~/..., or C:\\...) standing on its own: not the path part of a URL
+# ("https://host/x": the slash follows ':' or '/'), not "0.5/0.5" or "and/or"
+_LOCAL_PATH = re.compile(r"(?<![\w:/.~-])(?:~|[A-Za-z]:\\|/)(?:[^\s`'\"|()\[\]{}<>,;*]*)")
+
+
+def _is_local_path(ref: object) -> bool:
+    return isinstance(ref, str) and bool(ref) and (
+        os.path.isabs(os.path.expanduser(ref)) or ref.startswith("~"))
+
+
+def _shown_name(path: str) -> str:
+    """What the card shows for a local folder: its name only."""
+    name = Path(path.rstrip("/\\")).name or "model"
+    return f"local:{name}"
+
+
+def public_text(text: str, inputs: list[dict] | None = None) -> str:
+    """``text`` without local absolute paths: an input's resolved folder becomes what was written
+    in the configuration (``zoo:domotica``), any other local path (a folder given as an absolute
+    path, a cache folder in the options) becomes ``local:NAME``. Hub ids and URLs are kept."""
+    swaps: dict[str, str] = {}
+    for row in inputs or []:
+        given, resolved = row.get("given"), row.get("resolved")
+        for ref in (resolved, given):
+            if not _is_local_path(ref):
+                continue
+            shown = given if isinstance(given, str) and given and not _is_local_path(given) \
+                else _shown_name(ref)
+            for variant in {ref, ref.rstrip("/"), str(Path(os.path.expanduser(ref)))}:
+                swaps.setdefault(variant, shown)
+    for old in sorted(swaps, key=len, reverse=True):  # the longest first: nested folders
+        text = text.replace(old, swaps[old])
+
+    def hide(m: re.Match) -> str:
+        path = m.group(0)
+        if len(path) < 2 or path in ("~", "~/"):
+            return path
+        return _shown_name(path)
+
+    return _LOCAL_PATH.sub(hide, text)
+
+
 def _inputs_from(lineage: dict | None, kind: str, mk: dict) -> list[dict]:
     if lineage and lineage.get("inputs"):
         return list(lineage["inputs"])
@@ -217,7 +260,8 @@ def build_card(folder, *, repo_id: str | None = None, license: str | None = None
         hub = given if _is_hub_id(given) else resolved if _is_hub_id(resolved) else None
         if hub and hub.split("+")[0] not in base_models:
             base_models.append(hub.split("+")[0])
-        name = given if given == resolved or not resolved else f"{given} ({resolved})"
+        name = given if given == resolved or not resolved or _is_local_path(resolved) \
+            else f"{given} ({resolved})"
         entry = f"[{hub}](https://huggingface.co/{hub.split('@')[0]})" if hub else f"`{name}`"
         text = f"{entry} -- {row.get('role', 'model')}"
         if text not in listed:
@@ -242,12 +286,15 @@ def build_card(folder, *, repo_id: str | None = None, license: str | None = None
     summary = (f"This model is a {'mixture of experts' if kind == 'moe' else 'merge'} of "
                f"{len(listed)} model(s), made with [mergekit](https://github.com/arcee-ai/mergekit)"
                + (" through llmcombo." if lineage else "."))
-    return ModelCard.from_template(
+    card = ModelCard.from_template(
         card_data, template_str=CARD_TEMPLATE, model_name=model_name, summary=summary,
         method_text=method_text, inputs=listed, yaml=yaml_text,
         tool="mergekit" + (" MoE" if kind == "moe" else ""),
         eval_table=_eval_table(folder),
         lineage=json.dumps(lineage, indent=2) if lineage else None, lineage_rows=lineage_rows)
+    # the card is public: no local folder of this machine (the zoo in the home cache, the
+    # output folder, a model given by its absolute path) is written into it
+    return ModelCard(public_text(card.content, inputs))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -392,4 +439,4 @@ def publish(folder, repo_id: str, *, private: bool = False, license: str | None 
     return result
 
 
-__all__ = ["PublishResult", "build_card", "publish"]
+__all__ = ["PublishResult", "build_card", "public_text", "publish"]

@@ -102,6 +102,16 @@ def scheme_problem(ref: str) -> tuple[str, str] | None:
     return None
 
 
+def known_refs() -> list[str]:
+    """Every ``SCHEME:NAME`` reference the registered schemes offer (``zoo:base``, ...), for
+    pickers and "did you mean" suggestions. Reads no file."""
+    from llmcombo.plugins import load_plugins
+
+    load_plugins()
+    return [f"{name}:{model}" for name, scheme in sorted(_SCHEMES.items())
+            for model in scheme.names()]
+
+
 def resolve_scheme(ref: str) -> str:
     """The folder of a ``SCHEME:NAME`` reference; :class:`UserError` for an unknown name or a
     folder that is not there (never builds it)."""

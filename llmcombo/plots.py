@@ -62,7 +62,8 @@ def plot_accuracy(df, *, products: Sequence[str] | None = None, tasks: Sequence[
                   title: str = "Task accuracy: parents vs combinations"):
     """Grouped bars: one group per product (in ``products`` order, default: order of appearance),
     one bar per task, 95 % interval as error bars. Products named in ``parents`` get hatched bars
-    and a dashed line separates them from the combinations."""
+    and a dashed line separates them from the combinations; a second legend says so (and what the
+    error bars are)."""
     _need(df, ["product", "task", "metric", "value", "ci_low", "ci_high"], "plot_accuracy")
     d = df[df["metric"] == metric]
     if d.empty:
@@ -97,7 +98,21 @@ def plot_accuracy(df, *, products: Sequence[str] | None = None, tasks: Sequence[
     ax.set_ylabel(f"{metric} (exact match)" if metric == "accuracy" else metric)
     ax.set_xlabel("product")
     ax.set_title(title)
-    ax.legend(title="task", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    # one legend: the tasks' colours, then what the marks mean
+    handles = [Patch(facecolor=TASK_COLORS[j % len(TASK_COLORS)], label=task)
+               for j, task in enumerate(tasks)]
+    if n_par:
+        handles.append(Patch(facecolor="white", edgecolor="black", hatch="//",
+                             label="parent model"))
+    if 0 < n_par < len(products):
+        handles.append(Line2D([], [], color="grey", linestyle="--", linewidth=0.8,
+                              label="parents | combinations"))
+    handles.append(Line2D([], [], color="black", linewidth=0.8, marker="|", markersize=8,
+                          linestyle="none", label="95 % interval"))
+    ax.legend(handles=handles, title="task", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.grid(axis="y", alpha=0.3)
     return fig
 
@@ -124,6 +139,12 @@ def plot_interpolation_sweep(df, *, title: str | None = None, label_a: str = "A"
     ax.set_ylim(0, 1.05)
     ax.set_xlim(-0.02, 1.02)
     ax.set_title(title or f"{method} sweep between {label_a} and {label_b}")
+    if "n" in df.columns and df["n"].notna().any():
+        ns = sorted({int(x) for x in df["n"].dropna()})
+        said = f"{ns[0]}" if len(ns) == 1 else f"{ns[0]} to {ns[-1]}"
+        ax.annotate(f"{said} held-out prompts per task and point", xy=(0.5, 0.01),
+                    xycoords="axes fraction", ha="center", va="bottom", fontsize="small",
+                    color="dimgrey")
     ax.legend(title="task")
     ax.grid(alpha=0.3)
     return fig
@@ -137,24 +158,42 @@ KIND_ORDER = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "d
               "input_layernorm", "post_attention_layernorm"]
 
 
+OUTSIDE_ORDER = ["embed_tokens", "norm", "lm_head"]
+OUTSIDE_LABELS = {"embed_tokens": "embeddings", "norm": "final norm", "lm_head": "output head"}
+
+
 def plot_task_vector_norms(df, *, value: str = "relative", base_label: str = "base",
                            title: str = "What fine-tuning changed: task-vector norms per layer"):
     """One heatmap per model: decoder layers (rows) x tensor kinds (columns), coloured by
-    ``value`` (``relative``: ||ft - base|| / ||base||, or ``norm``). One shared colour scale."""
+    ``value`` (``relative``: ||ft - base|| / ||base||, or ``norm``), and under it a strip with the
+    tensors outside the layers (embeddings, final norm, output head: rows with ``layer = -1``),
+    each cell labelled with its value. One shared colour scale."""
     _need(df, ["model", "layer", "kind", value], "plot_task_vector_norms")
     import numpy as np
 
     d = df[df["layer"] >= 0]
     if d.empty:
         raise UserError("plot_task_vector_norms: no decoder-layer tensors in the frame.")
+    outside = df[df["layer"] < 0]
     kinds = [k for k in KIND_ORDER if k in set(d["kind"])]
     kinds += sorted(set(d["kind"]) - set(kinds))
     layers = sorted(set(int(x) for x in d["layer"]))
     models = list(dict.fromkeys(d["model"]))
-    vmax = float(d[value].max()) or 1.0
-    fig, axes = _figure(1, len(models), size=(1.2 + 4.3 * len(models), 0.5 * len(layers) + 2.6))
+    okinds = [k for k in OUTSIDE_ORDER if k in set(outside["kind"])]
+    okinds += sorted(set(outside["kind"]) - set(okinds))
+    vmax = float(df[df["layer"] >= 0][value].max())
+    if okinds:
+        vmax = max(vmax, float(outside[value].max()))
+    vmax = vmax or 1.0
+    from matplotlib.figure import Figure
+
+    rows = 2 if okinds else 1
+    fig = Figure(figsize=(1.2 + 4.3 * len(models), 0.5 * len(layers) + 2.6 + (1.3 if okinds else 0)),
+                 layout="constrained")
+    grid_axes = fig.subplots(rows, len(models), squeeze=False,
+                             gridspec_kw={"height_ratios": [max(2, len(layers)), 1][:rows]})
     im = None
-    for ax, name in zip(axes[0], models):
+    for ax, name in zip(grid_axes[0], models):
         g = d[d["model"] == name]
         grid = np.full((len(layers), len(kinds)), np.nan)
         for r in g.itertuples():
@@ -165,8 +204,23 @@ def plot_task_vector_norms(df, *, value: str = "relative", base_label: str = "ba
         ax.set_xlabel("tensor kind")
         ax.set_ylabel("layer")
         ax.set_title(f"{name} - {base_label}")
+    if okinds:
+        for ax, name in zip(grid_axes[1], models):
+            g = outside[outside["model"] == name]
+            strip = np.full((1, len(okinds)), np.nan)
+            for r in g.itertuples():
+                strip[0, okinds.index(r.kind)] = getattr(r, value)
+            ax.imshow(strip, aspect="auto", cmap="viridis", vmin=0, vmax=vmax)
+            for j, v in enumerate(strip[0]):
+                if not np.isnan(v):
+                    ax.text(j, 0, f"{v:.2f}", ha="center", va="center", fontsize=8,
+                            color="white" if v < 0.6 * vmax else "black")
+            ax.set_xticks(range(len(okinds)), [OUTSIDE_LABELS.get(k, k) for k in okinds],
+                          fontsize=8)
+            ax.set_yticks([])
+            ax.set_xlabel("outside the layers")
     label = "||ft - base|| / ||base||" if value == "relative" else "||ft - base||"
-    fig.colorbar(im, ax=list(axes[0]), label=label)
+    fig.colorbar(im, ax=list(grid_axes.ravel()), label=label)
     fig.suptitle(title)
     return fig
 
@@ -213,7 +267,9 @@ def plot_routing_share(df, *, expert_names: Mapping[int, str] | Sequence[str] | 
 
 
 def plot_vote_scaling(df, *, title: str = "Vote accuracy as the number of answers N grows"):
-    """One line per task: accuracy against N (answers per prompt), 95 % interval bars."""
+    """One line per task: accuracy against N (answers per prompt), 95 % interval bars; the
+    sampling temperature (a ``temperature`` column) and the number of prompts (``n``) are written
+    under the title when the frame has them."""
     _need(df, ["N", "task", "value", "ci_low", "ci_high"], "plot_vote_scaling")
     fig, axes = _figure(size=(6.0, 4.0))
     ax = axes[0, 0]
@@ -226,6 +282,14 @@ def plot_vote_scaling(df, *, title: str = "Vote accuracy as the number of answer
     ax.set_ylabel("accuracy (exact match)")
     ax.set_ylim(0, 1.05)
     ax.set_title(title)
+    notes = []
+    if "temperature" in df.columns and df["temperature"].notna().any():
+        notes.append(f"sampled at temperature {float(df['temperature'].dropna().iloc[0]):g}")
+    if "n" in df.columns and df["n"].notna().any():
+        notes.append(f"{int(df['n'].max())} prompts per task")
+    if notes:
+        ax.annotate(", ".join(notes), xy=(0.5, 0.01), xycoords="axes fraction", ha="center",
+                    va="bottom", fontsize="small", color="dimgrey")
     ax.legend(title="task")
     ax.grid(alpha=0.3)
     return fig

@@ -23,32 +23,25 @@ logic lives there. Every widget carries stable CSS classes (``llmcombo-...``) fo
 from __future__ import annotations
 
 import html
+import os
 import re
 import threading
 from typing import Any, Callable
 
 import ipywidgets as W
 
-from llmcombo_widgets.viewmodel import (ChoiceView, FieldView, FormModel, ListView, SectionView,
-                                        ToggleView, check_model_ref)
+from llmcombo_widgets.theme import CSS, columns, grow
+from llmcombo_widgets.viewmodel import (
+    ChoiceView,
+    FieldView,
+    FormModel,
+    ListView,
+    SectionView,
+    ToggleView,
+    check_model_ref,
+)
 
 ZOO_REFS = ("zoo:base", "zoo:domotica", "zoo:tiempo", "zoo:selector")
-
-CSS = """
-<style>
-.llmcombo-issues .llmcombo-error { color: #c62828; }
-.llmcombo-issues .llmcombo-warning { color: #b26a00; }
-.llmcombo-issues div { margin: 0 0 2px 0; line-height: 1.3; }
-.llmcombo-field-label { font-weight: 500; }
-.llmcombo-section { border-left: 2px solid #e0e0e0; padding-left: 8px; margin: 4px 0; }
-.llmcombo-list-item { border: 1px solid #eee; border-radius: 4px; padding: 4px; margin: 4px 0; }
-.llmcombo-help { color: #555; font-size: 90%; }
-.llmcombo-yaml-preview pre { font-size: 12px; line-height: 1.3; background: #fafafa; padding: 6px;
-  margin: 0; white-space: pre; overflow: auto; max-height: 600px; }
-.llmcombo-status-error { color: #c62828; }
-.llmcombo-status-ok { color: #2e7d32; }
-</style>
-"""
 
 
 def slug(key: str) -> str:
@@ -57,10 +50,15 @@ def slug(key: str) -> str:
     return s or "root"
 
 
-def issues_html(issues) -> str:
+def issues_html(issues, revealed: Callable[[Any], bool] | None = None) -> str:
+    """Messages as HTML: errors in red (``llmcombo-error``), warnings in amber; an error the
+    user has not reached yet (``revealed`` says no) is shown as something to do, not in red."""
     rows = []
     for i in issues:
-        cls = "llmcombo-error" if i.is_error else "llmcombo-warning"
+        if i.is_error:
+            cls = "llmcombo-error" if revealed is None or revealed(i) else "llmcombo-todo"
+        else:
+            cls = "llmcombo-warning"
         hint = f" <i>{html.escape(i.hint)}</i>" if i.hint else ""
         rows.append(f'<div class="{cls}">{html.escape(i.message)}{hint}</div>')
     return "".join(rows)
@@ -116,24 +114,27 @@ def _mount(box: W.Box, kids: list, dead: set) -> None:
 class _FieldWidget:
     """Label, typed input, messages (and for model references a Check button)."""
 
-    def __init__(self, fv: FieldView, form: "Configurator"):
+    def __init__(self, fv: FieldView, form: Configurator):
         self.key = fv.key
         self.kind = fv.kind
         self.signature = fv.signature
-        self.form = form
-        self.label = W.HTML(layout=W.Layout(width="190px"))
+        self.form = form  # the Configurator
+        self.label = W.HTML(layout=W.Layout(width="160px", min_width="110px", flex="0 1 160px"))
         self.label.add_class("llmcombo-field-label")
-        layout = W.Layout(width="360px")
+        layout = grow("140px")
         k = fv.kind
         if k in ("enum", "bool"):
             self.input = W.Dropdown(options=[c[0] for c in fv.choices], layout=layout)
             self.input.observe(self._on_index, "index")
         elif k in ("text", "string_list", "mapping"):
-            self.input = W.Textarea(continuous_update=False, layout=W.Layout(width="360px", height="70px"))
+            self.input = W.Textarea(continuous_update=False,
+                                    layout=W.Layout(flex="1 1 auto", width="auto", min_width="140px",
+                                                    height="64px"))
             self.input.observe(self._on_text, "value")
         elif k == "model":
-            self.input = W.Combobox(options=list(ZOO_REFS), ensure_option=False,
-                                    continuous_update=False, layout=layout)
+            # typed references are checked while typing ("did you mean zoo:domotica?")
+            self.input = W.Combobox(options=form.options_now, ensure_option=False,
+                                    continuous_update=True, layout=layout)
             self.input.observe(self._on_text, "value")
         elif k == "enum_open":
             self.input = W.Combobox(options=[str(c[1]) for c in fv.choices], ensure_option=False,
@@ -146,18 +147,20 @@ class _FieldWidget:
         self.input.add_class(f"llmcombo-input-{k}")
         self.issues = W.HTML()
         self.issues.add_class("llmcombo-issues")
+        self.help = W.HTML(layout=W.Layout(margin="0 0 0 164px"))
+        self.help.add_class("llmcombo-field-help")
         row = [self.label, self.input]
         self.info = None
         if k == "model":
-            self.check = W.Button(description="Check", layout=W.Layout(width="70px"),
+            self.check = W.Button(description="Check", layout=W.Layout(width="72px", flex="0 0 72px"),
                                   tooltip="read the model's config.json: architecture, layers, size")
             self.check.add_class("llmcombo-check")
             self.check.on_click(self._on_check)
             self.info = W.HTML()
             self.info.add_class("llmcombo-model-info")
             row.append(self.check)
-        self.row = W.HBox(row)
-        parts = [self.row, self.issues] + ([self.info] if self.info is not None else [])
+        self.row = W.HBox(row, layout=W.Layout(width="100%", align_items="center"))
+        parts = [self.row, self.help, self.issues] + ([self.info] if self.info is not None else [])
         self.box = W.VBox(parts)
         self.box.add_class("llmcombo-field")
         self.box.add_class(f"llmcombo-key-{slug(fv.key)}")
@@ -180,12 +183,17 @@ class _FieldWidget:
             _set(self.input, value=fv.text, placeholder=fv.placeholder, tooltip=tip)
             if fv.kind == "enum_open":
                 _set(self.input, options=tuple(str(c[1]) for c in fv.choices))
-        _set(self.issues, value=issues_html(fv.issues))
+            elif fv.kind == "model":
+                _set(self.input, options=self.form.options_now)
+        _set(self.help, value=html.escape(fv.help, quote=False))
+        _set(self.issues, value=issues_html(fv.issues, self.form.vm.revealed))
 
     def hide(self) -> None:
         """The field left the form: its widget stays (hidden) for when it comes back; its
-        messages go, so nothing stale is left in the page."""
+        messages (and a model's details) go, so nothing stale is left in the page."""
         _set(self.issues, value="")
+        if self.info is not None:
+            _set(self.info, value="")
 
     # events -> view-model
     def _on_text(self, change) -> None:
@@ -207,11 +215,12 @@ class _FieldWidget:
         def work():
             try:
                 summary = check_model_ref(ref, base_dir)
-                color = "#2e7d32" if summary.ok else "#c62828"
                 text = html.escape(summary.text())
+                cls = "llmcombo-status-ok" if summary.ok else (
+                    "llmcombo-info" if summary.missing_zoo else "llmcombo-status-error")
             except Exception as exc:  # never let a check break the form
-                color, text = "#c62828", html.escape(f"{type(exc).__name__}: {exc}")
-            self.info.value = f"<span style='color:{color}'>{text}</span>"
+                cls, text = "llmcombo-status-error", html.escape(f"{type(exc).__name__}: {exc}")
+            self.info.value = f"<div class='{cls}'>{text}</div>"
 
         threading.Thread(target=work, daemon=True).start()
 
@@ -219,10 +228,15 @@ class _FieldWidget:
 class Configurator:
     """The form for a :class:`FormModel`; ``.widget`` is the whole configurator."""
 
-    def __init__(self, vm: FormModel | None = None, *, on_error: Callable[[str], None] | None = None):
+    def __init__(self, vm: FormModel | None = None, *, on_error: Callable[[str], None] | None = None,
+                 save_folder: str | None = None, recent_models: Callable[[], list[str]] | None = None):
         self.vm = vm or FormModel()
         self.syncing = False
         self.on_error = on_error
+        self.save_folder = save_folder or os.getcwd()
+        self.recent_models = recent_models  # e.g. the folders of earlier runs
+        self.hub_results: list[str] = []  # Hub ids found with the search box
+        self.options_now: tuple[str, ...] = tuple(ZOO_REFS)  # model options of this render
         self._fields: dict[str, _FieldWidget] = {}
         self._boxes: dict[str, dict] = {}
         self._dead: set = set()  # replaced widgets, dropped from their boxes
@@ -232,6 +246,17 @@ class Configurator:
         self._build_chrome()
         self.vm.subscribe(lambda _vm: self.refresh())
         self.refresh()
+
+    def model_options(self) -> list[str]:
+        """What a model field offers: the zoo's models, recent outputs, Hub search results."""
+        from llmcombo import modelref
+
+        try:
+            known = modelref.known_refs()
+        except Exception:  # a broken plugin must not take the form down
+            known = list(ZOO_REFS)
+        recent = list(self.recent_models() if self.recent_models else [])
+        return list(dict.fromkeys(known + recent + self.hub_results))
 
     # -- events ---------------------------------------------------------------------------
     def act(self, fn: Callable[[], Any]) -> None:
@@ -247,35 +272,20 @@ class Configurator:
     def _build_chrome(self) -> None:
         vm = self.vm
         self.preset = W.Dropdown(options=["(choose a preset)"] + vm.presets(), description="Preset",
-                                 layout=W.Layout(width="300px"))
+                                 layout=W.Layout(width="280px"))
         self.preset.add_class("llmcombo-preset")
         self.preset.observe(self._on_preset, "value")
+        self.preset_help = W.HTML()
+        self.preset_help.add_class("llmcombo-field-help")
         self.advanced = W.Checkbox(value=vm.show_advanced, description="show advanced settings",
-                                   indent=False)
+                                   indent=False, layout=W.Layout(width="auto"))
         self.advanced.add_class("llmcombo-advanced")
         self.advanced.observe(lambda ch: self.act(lambda: vm.set_show_advanced(ch["new"])), "value")
-        self.path = W.Text(value="configuration.yaml", description="File",
-                           layout=W.Layout(width="360px"))
-        self.path.add_class("llmcombo-path")
-        self.load_btn = W.Button(description="Load", tooltip="load an llmcombo or mergekit YAML file")
-        self.save_btn = W.Button(description="Save", tooltip="save the configuration as YAML")
-        self.load_btn.add_class("llmcombo-load")
-        self.save_btn.add_class("llmcombo-save")
-        self.load_btn.on_click(lambda _b: self.act(lambda: vm.load_file(self.path.value)))
-        self.save_btn.on_click(lambda _b: self.act(self._save))
-        self.upload = W.FileUpload(accept=".yaml,.yml", multiple=False, description="Upload YAML")
-        self.upload.add_class("llmcombo-upload")
-        self.upload.observe(self._on_upload, "value")
-        self.paste = W.Textarea(placeholder="paste a mergekit YAML (merge_method: ... or MoE) here",
-                                layout=W.Layout(width="560px", height="90px"))
-        self.paste.add_class("llmcombo-paste")
-        self.import_btn = W.Button(description="Import mergekit YAML")
-        self.import_btn.add_class("llmcombo-import")
-        self.import_btn.on_click(lambda _b: self.act(lambda: vm.import_mergekit(self.paste.value)))
-        io = W.VBox([W.HBox([self.path, self.load_btn, self.save_btn, self.upload]),
-                     W.HBox([self.paste, self.import_btn])])
-        self.io = W.Accordion(children=[io], selected_index=None)
-        self.io.set_title(0, "Load, save, import a mergekit YAML")
+        # load, save, import, the Hub: built when the section is first opened (or used), so the
+        # page has fewer widgets to create when it opens
+        self.io = W.Accordion(children=[W.VBox()], selected_index=None)
+        self.io.set_title(0, "Load, save, import a mergekit YAML, find a Hub model")
+        self.io.observe(lambda ch: self._build_io() if ch["new"] == 0 else None, "selected_index")
         self.status = W.HTML()
         self.status.add_class("llmcombo-status")
         self.generate_btn = W.Button(description="Generate", button_style="primary", icon="cogs")
@@ -290,15 +300,121 @@ class Configurator:
         self.generated_preview.add_class("llmcombo-yaml-preview")
         self.generated_preview.add_class("llmcombo-generated-preview")
         preview = W.Tab(children=[self.config_preview, self.generated_preview],
-                        layout=W.Layout(width="430px"))
+                        layout=W.Layout(width="100%"))
         preview.set_title(0, "configuration")
         preview.set_title(1, "mergekit YAML")
+        preview.add_class("llmcombo-preview-tabs")
         self.preview = preview
-        top = W.HBox([self.preset, self.advanced])
-        left = W.VBox([top, self.io, self.form_box], layout=W.Layout(width="640px"))
-        right = W.VBox([W.HTML("<b>Live YAML</b>"), preview, W.HBox([self.generate_btn]), self.status])
-        self.widget = W.VBox([W.HTML(CSS), W.HBox([left, right])])
+        self.downloads = W.HTML()
+        self.downloads.add_class("llmcombo-config-downloads")
+        top = W.HBox([self.preset, self.advanced], layout=W.Layout(flex_flow="row wrap",
+                                                                   align_items="center"))
+        left = [top, self.preset_help, self.io, self.form_box]
+        right = [W.HTML("<b>Live YAML</b> <span class='llmcombo-help'>(what Save writes, and "
+                        "what the engine will run)</span>"), preview,
+                 W.HBox([self.generate_btn]), self.status, self.downloads]
+        self.widget = W.VBox([W.HTML(CSS), columns(left, right, left_basis="560px",
+                                                   right_basis="380px")])
         self.widget.add_class("llmcombo-configurator")
+
+    IO_WIDGETS = ("folder", "path", "load_btn", "save_btn", "upload", "paste", "import_btn",
+                  "hub_query", "hub_btn", "hub_out")
+
+    def __getattr__(self, name: str):
+        # the load / save / import / Hub widgets exist once their section was opened or used
+        if name in Configurator.IO_WIDGETS and "vm" in self.__dict__ and \
+                not self.__dict__.get("_io_built"):
+            self._build_io()
+            return getattr(self, name)
+        raise AttributeError(name)
+
+    def _build_io(self) -> None:
+        if self.__dict__.get("_io_built"):
+            return
+        self._io_built = True
+        vm = self.vm
+        # a folder the user chooses, shown in full
+        self.folder = W.Text(value=self.save_folder, description="Folder", layout=grow("200px"),
+                             style={"description_width": "60px"})
+        self.folder.add_class("llmcombo-folder")
+        self.path = W.Text(value="configuration.yaml", description="File",
+                           layout=W.Layout(width="260px"), style={"description_width": "40px"})
+        self.path.add_class("llmcombo-path")
+        self.load_btn = W.Button(description="Load", icon="folder-open",
+                                 tooltip="load an llmcombo or mergekit YAML file from the folder",
+                                 layout=W.Layout(width="90px"))
+        self.save_btn = W.Button(description="Save", icon="save",
+                                 tooltip="save the configuration as YAML into the folder",
+                                 layout=W.Layout(width="90px"))
+        self.load_btn.add_class("llmcombo-load")
+        self.save_btn.add_class("llmcombo-save")
+        self.load_btn.on_click(lambda _b: self.act(lambda: vm.load_file(self.file_path())))
+        self.save_btn.on_click(lambda _b: self.act(self._save))
+        self.upload = W.FileUpload(accept=".yaml,.yml", multiple=False, description="Upload YAML",
+                                   layout=W.Layout(width="150px"))
+        self.upload.add_class("llmcombo-upload")
+        self.upload.observe(self._on_upload, "value")
+        self.paste = W.Textarea(placeholder="paste a mergekit YAML (merge_method: ... or MoE) here",
+                                layout=W.Layout(width="auto", flex="1 1 auto", height="90px"))
+        self.paste.add_class("llmcombo-paste")
+        self.import_btn = W.Button(description="Import mergekit YAML", layout=W.Layout(width="190px"))
+        self.import_btn.add_class("llmcombo-import")
+        self.import_btn.on_click(lambda _b: self.act(lambda: vm.import_mergekit(self.paste.value)))
+        # the Hub: a search box (only useful online; it says so when offline)
+        self.hub_query = W.Text(placeholder="search the Hugging Face Hub, e.g. qwen2.5 0.5b",
+                                layout=grow("160px"))
+        self.hub_query.add_class("llmcombo-hub-query")
+        self.hub_btn = W.Button(description="Search", icon="search", layout=W.Layout(width="100px"))
+        self.hub_btn.add_class("llmcombo-hub-search")
+        self.hub_btn.on_click(lambda _b: self._hub_search())
+        self.hub_out = W.HTML()
+        self.hub_out.add_class("llmcombo-hub-results")
+        io = W.VBox([
+            W.HBox([self.folder], layout=W.Layout(width="100%")),
+            W.HBox([self.path, self.load_btn, self.save_btn, self.upload],
+                   layout=W.Layout(flex_flow="row wrap", width="100%")),
+            W.HBox([self.paste, self.import_btn], layout=W.Layout(width="100%")),
+            W.HTML("<b>Find a model on the Hub</b> <span class='llmcombo-help'>(results are "
+                   "offered in every model field)</span>"),
+            W.HBox([self.hub_query, self.hub_btn], layout=W.Layout(width="100%")),
+            self.hub_out])
+        self.io.children = (io,)
+
+    def file_path(self) -> str:
+        """The full path of the file to load or save (folder + file name)."""
+        from llmcombo_widgets.downloads import resolve_folder
+
+        name = os.path.expanduser(self.path.value.strip() or "configuration.yaml")
+        if os.path.isabs(name):
+            return name
+        return str(resolve_folder(self.folder.value, self.save_folder) / name)
+
+    def _hub_search(self, background: bool = True) -> None:
+        query = self.hub_query.value.strip()
+        if not query:
+            self.hub_out.value = "<span class='llmcombo-help'>Type a few words to search.</span>"
+            return
+        self.hub_out.value = "<span class='llmcombo-help'>searching the Hub …</span>"
+
+        def work():
+            try:
+                found = hub_search(query)
+            except Exception as exc:  # offline, or the Hub refused: information, not a crash
+                self.hub_out.value = (f"<div class='llmcombo-info'>{html.escape(str(exc))}</div>")
+                return
+            self.hub_results = found
+            if not found:
+                self.hub_out.value = "<span class='llmcombo-help'>No model found.</span>"
+                return
+            self.hub_out.value = ("<span class='llmcombo-help'>Offered in the model fields: "
+                                  + ", ".join(f"<code>{html.escape(f)}</code>" for f in found)
+                                  + "</span>")
+            self.refresh()
+
+        if background:
+            threading.Thread(target=work, daemon=True).start()
+        else:
+            work()
 
     def _on_preset(self, change) -> None:
         name = change["new"]
@@ -317,10 +433,13 @@ class Configurator:
     def _save(self) -> None:
         from llmcombo.errors import UserError
 
+        target = self.file_path()
         try:
-            self.vm.save(self.path.value)
-        except UserError as exc:
-            self.vm._say(exc.message, True)  # noqa: SLF001
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            self.vm.save(target)
+        except (UserError, OSError) as exc:
+            msg = getattr(exc, "message", None) or f"could not save to {target}: {exc}"
+            self.vm._say(msg, True)  # noqa: SLF001
             self.refresh()
 
     def _generate(self) -> None:
@@ -333,6 +452,7 @@ class Configurator:
         t0 = time.perf_counter()
         self.syncing = True
         try:
+            self.options_now = tuple(self.model_options())
             view = self.vm.view()
             before, self._shown = self._shown, set()
             root = self._render(view)
@@ -349,16 +469,25 @@ class Configurator:
         self.last_render_ms = (time.perf_counter() - t0) * 1000
 
     def _render_chrome(self) -> None:
+        from llmcombo_widgets.downloads import links, text_download
+
         vm = self.vm
-        n_err, n_warn = len(vm.errors), len(vm.warnings)
+        red, todo, n_warn = len(vm.shown_errors), len(vm.todo), len(vm.warnings)
         if vm.message:
             cls = "llmcombo-status-error" if vm.message_is_error else "llmcombo-status-ok"
             msg = f"<div class='{cls} llmcombo-message'>{html.escape(vm.message)}</div>"
         else:
             msg = ""
-        if n_err:
-            summary = (f"<div class='llmcombo-status-error llmcombo-summary'>{n_err} error(s), "
-                       f"{n_warn} warning(s): fix the messages in red to generate.</div>")
+        warn = f", {n_warn} warning{'s' if n_warn != 1 else ''}" if n_warn else ""
+        if red:
+            more = f" and {todo} more to fill in" if todo else ""
+            summary = (f"<div class='llmcombo-status-error llmcombo-summary'>{red} error"
+                       f"{'s' if red != 1 else ''}{more}{warn}: fix the messages in red to "
+                       "generate.</div>")
+        elif todo:
+            summary = (f"<div class='llmcombo-status-todo llmcombo-summary'>{todo} thing"
+                       f"{'s' if todo != 1 else ''} still to fill in{warn} (marked →) before "
+                       "you can generate.</div>")
         else:
             summary = (f"<div class='llmcombo-status-ok llmcombo-summary'>valid"
                        f"{f' ({n_warn} warning(s))' if n_warn else ''}: ready to generate.</div>")
@@ -366,6 +495,21 @@ class Configurator:
         _set(self.generate_btn, disabled=not vm.can_generate)
         _set(self.config_preview, value=f"<pre>{html.escape(vm.yaml_preview)}</pre>")
         _set(self.generated_preview, value=f"<pre>{html.escape(vm.mergekit_preview)}</pre>")
+        family = vm.family
+        title = {"merge": "mergekit YAML", "moe": "mergekit MoE YAML",
+                 "ensemble": "ensemble spec"}.get(family or "", "generated")
+        if self.preview.get_title(1) != title:
+            self.preview.set_title(1, title)
+        name = str(vm.data.get("name") or family or "configuration")
+        files = [text_download(f"{_file_stem(name)}.yaml", vm.yaml_preview, "configuration YAML")]
+        if vm.can_generate and not vm.mergekit_preview.startswith("#"):
+            fname = {"merge": "mergekit_config.yml", "moe": "mergekit_moe_config.yml"}.get(
+                family or "", f"{_file_stem(name)}-spec.yaml")
+            files.append(text_download(fname, vm.mergekit_preview, title))
+        _set(self.downloads, value=links(files))
+        preset = vm.data.get("description") if isinstance(vm.data.get("description"), str) else ""
+        _set(self.preset_help, value=html.escape(preset) if preset and vm.message.startswith(
+            "Loaded preset") else "")
 
     def _render(self, node: Any) -> W.Widget:
         if isinstance(node, FieldView):
@@ -427,10 +571,17 @@ class Configurator:
         _set(e["title"], value=title)
         _set(e["remove"], disabled=not sec.removable)
         e["remove"].layout.display = None if sec.index is not None else "none"
-        _set(e["issues"], value=issues_html(sec.issues))
+        _set(e["issues"], value=issues_html(sec.issues, self.vm.revealed))
         kids = [e["header"], e["issues"]] if title or sec.index is not None else [e["issues"]]
+        # inside a family, its decisions come first (the merge method, then models or slices):
+        # the meaning of the other fields depends on them. The root keeps name and description
+        # on top.
+        first = [p for p in sec.parts if sec.key and _is_decision(p)]
+        first += [p for p in sec.parts if sec.key and isinstance(p, ChoiceView)
+                  and not p.multiple and p not in first]
+        kids += [self._render(p) for p in first]
         kids += [self._render(f) for f in sec.fields]
-        kids += [self._render(p) for p in sec.parts]
+        kids += [self._render(p) for p in sec.parts if p not in first]
         if sec.index is not None:
             e["box"].add_class("llmcombo-list-item")
         _mount(e["box"], kids, self._dead)
@@ -455,7 +606,7 @@ class Configurator:
 
         e = self._entry("toggle", t.key, make)
         _set(e["cb"], value=t.on, tooltip=t.description or t.title)
-        _set(e["issues"], value=issues_html(t.issues))
+        _set(e["issues"], value=issues_html(t.issues, self.vm.revealed))
         kids = [e["cb"], e["issues"]]
         if t.body is not None:
             kids.append(self._render(t.body))
@@ -496,8 +647,9 @@ class Configurator:
         else:
             _set(e["input"], value=c.chosen[0] if c.chosen else None)
         with_body = {b.key.rsplit(".", 1)[-1] for b in c.bodies}
-        helps = [f"{html.escape(n)}: {html.escape(c.descriptions[n])}" for n in c.chosen
-                 if c.descriptions.get(n) and n not in with_body]
+        label = {n: lab for lab, n in c.options}
+        helps = [f"{html.escape(label.get(n, n))}: {html.escape(c.descriptions[n], quote=False)}"
+                 for n in c.chosen if c.descriptions.get(n) and n not in with_body]
         _set(e["help"], value="<br>".join(helps))
         kids = [e["input"], e["help"]] + [self._render(b) for b in c.bodies]
         _mount(e["box"], kids, self._dead)
@@ -530,13 +682,44 @@ class Configurator:
                     "header": W.HBox([title, add])}
 
         e = self._entry("list", lv.key, make)
-        hi = "∞" if lv.maximum is None else str(lv.maximum)
+        limits = [f"at least {lv.minimum}"] if lv.minimum else []
+        if lv.maximum is not None:
+            limits.append(f"at most {lv.maximum}")
+        count = f"{len(lv.items)} so far" + (f"; {', '.join(limits)}" if limits else "")
         _set(e["title"], value=f"<b>{html.escape(lv.title)}</b> <span class='llmcombo-help'>"
-                               f"({len(lv.items)}; {lv.minimum} to {hi})</span>")
+                               f"({count})</span>")
         _set(e["add"], disabled=not lv.can_add)
-        _set(e["issues"], value=issues_html(lv.issues))
+        _set(e["issues"], value=issues_html(lv.issues, self.vm.revealed))
         _mount(e["box"], [e["header"], e["issues"]] + [self._render(s) for s in lv.items], self._dead)
         return e["box"]
+
+
+def _is_decision(part: Any) -> bool:
+    """A mandatory part that is nothing but a choice (the merge method)."""
+    return (isinstance(part, SectionView) and not part.fields and len(part.parts) == 1
+            and isinstance(part.parts[0], ChoiceView) and not part.parts[0].multiple)
+
+
+def _file_stem(name: str) -> str:
+    import re as _re
+
+    return _re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or "configuration"
+
+
+def hub_search(query: str, limit: int = 12) -> list[str]:
+    """Hub ids of text-generation models matching ``query`` (most downloaded first); raises
+    OfflineError when the Hub cannot be reached."""
+    from llmcombo.errors import OfflineError
+    from llmcombo.preflight import models as pm
+
+    if not pm.hub_reachable():
+        raise OfflineError("The Hugging Face Hub cannot be reached from here (offline?): type a "
+                           "Hub id (owner/name) of a model in your cache, or use zoo: models.")
+    from huggingface_hub import HfApi
+
+    found = HfApi().list_models(search=query, pipeline_tag="text-generation", sort="downloads",
+                                limit=limit)
+    return [m.id for m in found]
 
 
 def configurator(data: dict | None = None, **kw) -> Configurator:

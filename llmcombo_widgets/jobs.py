@@ -37,13 +37,13 @@ class Job:
         self.cancel_token = CancelToken()
         self.extra = extra_progress  # another Progress to forward to (a widget bar)
         self._phases: list[list] = []  # [desc, total, done]
-        self._listeners: list[Callable[["Job"], None]] = []
+        self._listeners: list[Callable[[Job], None]] = []
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._last_notify = 0.0
 
     # -- observers ------------------------------------------------------------------------
-    def subscribe(self, fn: Callable[["Job"], None]) -> None:
+    def subscribe(self, fn: Callable[[Job], None]) -> None:
         self._listeners.append(fn)
 
     def _notify(self, force: bool = True) -> None:
@@ -107,7 +107,7 @@ class Job:
     def running(self) -> bool:
         return self.status == RUNNING
 
-    def run(self, fn: Callable[["Job"], Any], background: bool = True) -> "Job":
+    def run(self, fn: Callable[[Job], Any], background: bool = True) -> Job:
         """Start ``fn(self)`` (in a thread unless ``background=False``)."""
         if self.running:
             raise RuntimeError(f"{self.name} is already running")
@@ -153,7 +153,7 @@ class Job:
         self.cancel_token.cancel()
         self.log("cancel requested: stopping at the next step …")
 
-    def wait(self, timeout: float | None = None) -> "Job":
+    def wait(self, timeout: float | None = None) -> Job:
         if self._thread is not None:
             self._thread.join(timeout)
         return self

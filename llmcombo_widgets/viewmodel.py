@@ -27,13 +27,25 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from llmcombo.featuremodel import (Attribute, BoolType, EnumType, Feature, FeatureModel,
-                                   GradientType, Issue, MappingType, ModelRefType, NumberType,
-                                   RangeType, Selection, StringListType, StringType,
-                                   normalise_instance)
-from llmcombo.featuremodel.types import AttrType
-
+from llmcombo.featuremodel import (
+    Attribute,
+    BoolType,
+    EnumType,
+    Feature,
+    FeatureModel,
+    GradientType,
+    Issue,
+    MappingType,
+    ModelRefType,
+    NumberType,
+    RangeType,
+    Selection,
+    StringListType,
+    StringType,
+    normalise_instance,
+)
 from llmcombo.featuremodel import paths as P
+from llmcombo.featuremodel.types import AttrType
 
 # ---------------------------------------------------------------------------------------------
 # the view tree
@@ -58,10 +70,22 @@ class FieldView:
     placeholder: str
     choices: list[tuple[str, Any]] = field(default_factory=list)  # enum / bool options
     issues: list[Issue] = field(default_factory=list)
+    words: str = ""  # the accepted values in words ("a number between 0 and 1")
 
     @property
     def errors(self) -> list[Issue]:
         return [i for i in self.issues if i.is_error]
+
+    @property
+    def help(self) -> str:
+        """The plain-language line shown beside the field: what it does, then what it takes."""
+        parts = [self.description.rstrip(".")] if self.description else []
+        if self.words:
+            parts.append(self.words)
+        if self.kind == "model" and self.description:
+            parts = parts[:1]  # the description already says what a model reference is
+        text = "; ".join(parts)
+        return text[:1].upper() + text[1:] + "." if text else ""
 
     @property
     def signature(self) -> tuple:
@@ -253,6 +277,51 @@ def describe_domain(t: AttrType) -> str:
     return t.describe()
 
 
+def _n(x: float) -> str:
+    return f"{x:g}"
+
+
+def number_words(t: NumberType) -> str:
+    """An interval in words, for people who do not read ``(0, 1]``."""
+    what = "a whole number" if t.integer else "a number"
+    lo, hi = t.minimum, t.maximum
+    if lo is None and hi is None:
+        return f"any {what[2:] if what.startswith('a ') else what}"
+    if lo is not None and hi is not None:
+        if not t.min_open and not t.max_open:
+            return f"{what} between {_n(lo)} and {_n(hi)}"
+        if t.min_open and not t.max_open:
+            return f"{what} above {_n(lo)}, up to {_n(hi)}"
+        if not t.min_open and t.max_open:
+            return f"{what} from {_n(lo)} up to, but not, {_n(hi)}"
+        return f"{what} between {_n(lo)} and {_n(hi)}, but not {_n(lo)} or {_n(hi)} themselves"
+    if lo is not None:
+        return f"{what} above {_n(lo)}" if t.min_open else f"{what}, {_n(lo)} or more"
+    return f"{what} below {_n(hi)}" if t.max_open else f"{what}, {_n(hi)} or less"
+
+
+def domain_words(t: AttrType) -> str:
+    """What a field accepts, in words (``describe_domain`` writes intervals as ``(0, 1]``)."""
+    if isinstance(t, GradientType):
+        inner = domain_words(t.element)
+        if isinstance(t.element, BoolType):
+            return inner
+        return f"{inner} (or one value per layer, like [0, 0.5, 1])"
+    if isinstance(t, NumberType):
+        return number_words(t)
+    if isinstance(t, BoolType):
+        return "yes or no"
+    if isinstance(t, ModelRefType):
+        return "a model: zoo:NAME, a folder on this computer, or a Hub id like owner/name"
+    if isinstance(t, StringListType):
+        return "one entry per line"
+    if isinstance(t, RangeType):
+        return "two whole numbers [start, end], the end not included"
+    if isinstance(t, EnumType) and not t.open:
+        return ""  # the dropdown lists them
+    return ""
+
+
 # ---------------------------------------------------------------------------------------------
 # heavy imports, ahead of need
 # ---------------------------------------------------------------------------------------------
@@ -329,6 +398,10 @@ class FormModel:
         self.message: str = ""  # the outcome of the last action (load, save, generate ...)
         self.message_is_error = False
         self.generated: str | None = None
+        # where the user has been: errors elsewhere are shown as "to do", not in red, until the
+        # user edits that field, loads a configuration or asks to generate
+        self.touched: set[str] = set()
+        self.reveal_all = data is not None  # a configuration given to the form is "loaded"
         self._stash: dict[Any, Any] = {}
         self._listeners: list[Listener] = []
         self._view: SectionView | None = None
@@ -375,6 +448,7 @@ class FormModel:
 
     def _revalidate(self) -> None:
         self.issues, self.selection = self.model.analyse(self.data)
+        self.issues = self.issues + self._model_name_hints()
         self._view = None
         self._index = {}
         self._previews = {}
@@ -384,6 +458,38 @@ class FormModel:
         for fn in list(self._listeners):
             fn(self)
 
+    def _model_name_hints(self) -> list[Issue]:
+        """A model written without its scheme (``domotica``) that is no folder here and close
+        to a known reference: "did you mean zoo:domotica?" (a warning: the engine would take it
+        for a Hub id or a folder). Reads no weights."""
+        from llmcombo import modelref
+        from llmcombo.featuremodel import warning
+        from llmcombo.productline import model_slots
+
+        try:
+            slots = model_slots(self.data)
+        except Exception:  # a half-typed configuration: the feature model reports it
+            return []
+        if not slots:
+            return []
+        known = modelref.known_refs()
+        bare = {r.split(":", 1)[1]: r for r in known}
+        out = []
+        for slot in slots:
+            ref = slot.ref.strip()
+            if not ref or modelref.split_scheme(ref) is not None or "/" in ref or "\\" in ref:
+                continue
+            if os.path.exists(os.path.join(str(self.base_dir or "."), ref)):
+                continue
+            import difflib
+
+            close = difflib.get_close_matches(ref.lower(), list(bare), n=1, cutoff=0.6)
+            if close:
+                out.append(warning(slot.path, f"{ref} is not a folder here, and a Hub id is "
+                                              f"written owner/name: did you mean {bare[close[0]]}?",
+                                   f"Known models: {', '.join(known)}.", "model_name"))
+        return out
+
     @property
     def errors(self) -> list[Issue]:
         return [i for i in self.issues if i.is_error]
@@ -391,6 +497,34 @@ class FormModel:
     @property
     def warnings(self) -> list[Issue]:
         return [i for i in self.issues if not i.is_error]
+
+    def touch(self, key: str) -> None:
+        """The user edited ``key``: its messages are shown in full from now on."""
+        if key:
+            self.touched.add(key)
+
+    def revealed(self, issue: Issue) -> bool:
+        """Whether an error is shown as an error (red) or still as something to do: errors show
+        once the user edited the field (or a field inside it, or the part it belongs to), loaded
+        a configuration, or asked to generate."""
+        if self.reveal_all or not issue.is_error:
+            return True
+        path = issue.path
+        for key in self.touched:
+            k = key
+            if path == k or path.startswith((k + ".", k + "[")) or k.startswith((path + ".", path + "[")):
+                return True
+        return False
+
+    @property
+    def shown_errors(self) -> list[Issue]:
+        """The errors shown in red."""
+        return [i for i in self.errors if self.revealed(i)]
+
+    @property
+    def todo(self) -> list[Issue]:
+        """The errors not shown in red yet: things still to fill in."""
+        return [i for i in self.errors if not self.revealed(i)]
 
     @property
     def can_generate(self) -> bool:
@@ -516,16 +650,21 @@ class FormModel:
             choices = [(unset, None), ("yes", True), ("no", False)]
             if value is not None and not isinstance(value, bool):
                 choices.append((f"{value} (not valid)", value))
-        placeholder = describe_domain(t)
+        words = domain_words(t)
+        placeholder = words or ("text" if kind in ("string", "text") else describe_domain(t))
+        if kind in ("string", "text") and not required:
+            placeholder = "optional"
+        if kind == "model":
+            placeholder = "zoo:NAME, a folder, or owner/name on the Hub"
         if default is not None and kind not in ("enum", "bool"):
-            placeholder = f"default: {format_value(kind, default)}  ({placeholder})"
+            placeholder = f"default {format_value(kind, default)}"
         elif required:
             placeholder = f"required: {placeholder}"
         return FieldView(
             key=key, attribute=a, kind=kind, label=a.title,
             description=a.description or "", domain=t, default=default, required=required,
             advanced=a.advanced, relevant=relevant, value=value,
-            text=format_value(kind, value), placeholder=placeholder, choices=choices)
+            text=format_value(kind, value), placeholder=placeholder, choices=choices, words=words)
 
     def _section(self, f: Feature, raw: Any, key: str, index: int | None = None,
                  removable: bool = False) -> SectionView:
@@ -646,6 +785,7 @@ class FormModel:
             if new:
                 self._order_at(tokens[:-1], container)
         self._stash.pop(("attr", key), None)
+        self.touch(key)
         self._changed()
 
     def set_text(self, key: str, text: str) -> None:
@@ -692,6 +832,11 @@ class FormModel:
         self._order(feature, inst)
         if instance:
             self._reshorthand(instance)
+        else:  # another family: what was said about the previous one no longer applies
+            self._say("")
+            self.generated = None
+        if instance:  # a choice inside a family (the method), not the family itself
+            self.touch(P.join(instance, wanted[0]) if len(wanted) == 1 else instance)
         self._revalidate()
         self._put_aside_irrelevant()
         self._changed()
@@ -761,6 +906,7 @@ class FormModel:
         if not items and f.optional:
             container.pop(tokens[-1])
         self._stash.clear()
+        self.touch(key)
         self._changed()
 
     def set_show_advanced(self, on: bool) -> None:
@@ -776,8 +922,8 @@ class FormModel:
 
     def load_data(self, data: Any, source: str = "") -> bool:
         """Replace the form with a configuration (a mergekit document is imported)."""
-        from llmcombo.importer import as_configuration
         from llmcombo.errors import UserError
+        from llmcombo.importer import as_configuration
 
         try:
             cfg = as_configuration(copy.deepcopy(data))
@@ -789,6 +935,7 @@ class FormModel:
         if cfg.base_dir is not None:
             self.base_dir = cfg.base_dir
         imported = " (imported from a mergekit YAML)" if cfg.imported_from == "mergekit" else ""
+        self.reveal_all = True  # a loaded configuration shows all its problems at once
         self._set(dict(cfg))
         self._say(f"Loaded {source or 'the configuration'}{imported}.")
         self._changed()
@@ -886,6 +1033,7 @@ class FormModel:
         from llmcombo.errors import UserError
 
         if not self.can_generate:
+            self.reveal_all = True
             self._say(f"Fix the {len(self.errors)} error(s) first.", True)
             for fn in list(self._listeners):
                 fn(self)
@@ -910,7 +1058,7 @@ class FormModel:
         return text
 
     # model references ---------------------------------------------------------------------------
-    def check_model(self, key: str) -> "ModelSummary":
+    def check_model(self, key: str) -> ModelSummary:
         """Read config.json of the model named at field ``key`` (never weights)."""
         return check_model_ref(self.get(key), self.base_dir)
 
@@ -935,6 +1083,7 @@ class ModelSummary:
     size_bytes: int | None = None
     where: str = ""
     messages: list[str] = field(default_factory=list)
+    missing_zoo: bool = False  # a zoo: model of a zoo that is not built: information, not an error
 
     def text(self) -> str:
         if not self.ok:
@@ -963,8 +1112,17 @@ def check_model_ref(ref: Any, base_dir=None) -> ModelSummary:
     reader: local folder, zoo:NAME or the Hub's config.json only)."""
     if not isinstance(ref, str) or not ref.strip():
         return ModelSummary(str(ref or ""), False, messages=["Type a model first."])
-    from llmcombo import preflight
+    from llmcombo import modelref, preflight
 
+    parts = modelref.split_scheme(ref.strip())
+    if parts is not None and modelref.scheme_problem(ref.strip()) is None:
+        try:
+            modelref.resolve_scheme(ref.strip())
+        except Exception as exc:  # the scheme's models are not there yet (the zoo not built)
+            hint = getattr(exc, "hint", None)
+            return ModelSummary(ref, False, missing_zoo=True, messages=[
+                f"{ref} is not on this computer yet: the {parts[0]} has not been built."
+                + (f" {hint}" if hint else "")])
     info, issues = preflight.inspect_model(ref, "", base_dir)
     msgs = [i.message for i in issues]
     if info.config is None:

@@ -116,7 +116,8 @@ def test_quick_demo_side_frames(demo_run):
     assert sorted(sweep["t"].unique()) == [0.0, 0.5, 1.0]
     assert set(sweep["task"]) == set(D.TASKS)
     votes = pd.read_csv(out / "vote_scaling.csv")
-    assert sorted(votes["N"].unique()) == [2, 6]
+    assert sorted(votes["N"].unique()) == [1, 3]  # each specialist on its own task: N from 1
+    assert set(votes["temperature"]) == {D.SCALING_TEMPERATURE}
     routing = pd.read_csv(out / "moe_routing.csv")
     sums = routing.groupby(["prompt_set", "layer"])["share"].sum()
     assert sums.tolist() == pytest.approx([1.0] * len(sums))

@@ -353,22 +353,30 @@ def test_label_model_confidence_is_over_the_route_labels(data):
 
 
 @pytest.mark.parametrize("model", ["zoo:selector", DOMOTICA])
-def test_label_model_selector_says_what_greedy_decoding_says(data, model):
-    """The selector scores the labels in one forward pass and generates only when greedy decoding
-    would not write a label: what it reports must be what greedy generation writes."""
+def test_label_model_selector_picks_the_most_probable_label(data, model):
+    """The selector chooses among the route labels by their scores, never by the text the model
+    would write: even a model that writes commands (the home-automation specialist) gets a label,
+    the most probable one, with that probability as its confidence."""
     from llmcombo.ensemble import members as M
     from llmcombo.ensemble.selectors import LabelModelSelector
 
     examples = data["domotica"][:8] + data["tiempo"][:8]
     sel = LabelModelSelector({"model": model}, ["LLM1", "LLM2"])
     choices = sel.select([e.prompt for e in examples])
-    gens = M.generate(sel.member.lm, [sel.member.render(e.prompt) for e in examples],
-                      max_new_tokens=5, output="line")
-    assert [c.answer for c in choices] == [g[0].answer for g in gens]
+    rendered = [sel.member.render(e.prompt) for e in examples]
+    scored = M.score_options(sel.member.lm, rendered, ["LLM1", "LLM2"])
+    for c, row in zip(choices, scored):
+        want = max(("LLM1", "LLM2"), key=lambda lab, r=row: r[["LLM1", "LLM2"].index(lab)].reduce("sum"))
+        assert c.label == c.answer == want
+        assert c.confidence == pytest.approx(max(c.scores.values())) and c.confidence >= 0.5
+        assert abs(sum(c.scores.values()) - 1) < 1e-6
     if model == "zoo:selector":
         assert [c.label for c in choices] == [LABEL[t] for t in ["domotica"] * 8 + ["tiempo"] * 8]
-    else:  # the specialist writes commands: no label, confidence 0
-        assert all(c.label is None and c.confidence == 0.0 for c in choices)
+        assert all(c.reason is None for c in choices)  # it would write the label itself
+    else:  # the specialist writes commands: the labels' scores still decide, and it says so
+        gens = M.generate(sel.member.lm, rendered, max_new_tokens=5, output="line")
+        assert all(g[0].answer not in ("LLM1", "LLM2") for g in gens)
+        assert all("scores" in c.reason for c in choices)
 
 
 def test_scoring_options_on_a_shared_prompt_cache_equals_scoring_each_pair(data):
@@ -390,17 +398,22 @@ def test_scoring_options_on_a_shared_prompt_cache_equals_scoring_each_pair(data)
     assert sum(row[0].greedy for row in shared) == 5  # greedy writes LLM1 on the domotica half
 
 
-def test_fallback_when_the_selector_answers_garbage_or_is_unsure(data):
+def test_fallback_when_the_selector_is_unsure(data):
     from llmcombo.ensemble import load_product
 
     prompts = [e.prompt for e in data["tiempo"][:6]]
-    # a "selector" that answers commands, not labels: garbage -> the fallback answers
-    garbage = load_product(router_config({"kind": "label_model", "model": DOMOTICA},
-                                         fallback="LLM2"))
-    for a in garbage.answer_batch(prompts):
-        assert a.trace["fallback"] and a.trace["route"] == "LLM2"
-        assert "not a route" in a.trace["reason"] and a.trace["confidence"] == 0.0
-        assert a.trace["member"] == TIEMPO
+    # a "selector" that writes commands, not labels: the labels' scores decide; below the
+    # threshold the fallback answers and the trace says which label it would have chosen
+    odd = load_product(router_config({"kind": "label_model", "model": DOMOTICA, "threshold": 0.8},
+                                     fallback="LLM2"))
+    for a in odd.answer_batch(prompts):
+        best = max(a.trace["selector"]["scores"], key=a.trace["selector"]["scores"].get)
+        assert a.trace["confidence"] == pytest.approx(a.trace["selector"]["scores"][best], abs=1e-4)
+        if a.trace["confidence"] < 0.8:
+            assert a.trace["fallback"] and a.trace["route"] == "LLM2"
+            assert "unsure" in a.trace["reason"] and f"would have chosen {best}" in a.trace["reason"]
+        else:
+            assert not a.trace["fallback"] and a.trace["route"] == best
     # a very soft embedding selector is never sure enough for threshold 0.9
     unsure = load_product(router_config({"kind": "embedding", "model": "zoo:base",
                                          "temperature": 10.0, "threshold": 0.9},

@@ -78,8 +78,10 @@ def test_card_holds_the_lineage_and_the_yaml(folder):
     text = str(card)
     yaml_text = (folder / "mergekit_config.yml").read_text().strip()
     lineage = json.loads((folder / LINEAGE_FILE).read_text())
-    assert yaml_text in text
-    assert json.dumps(lineage, indent=2) in text
+    # what the card shows is the files with local folders replaced by their names
+    assert hub.public_text(yaml_text, lineage["inputs"]) in text
+    assert hub.public_text(json.dumps(lineage, indent=2), lineage["inputs"]) in text
+    assert "model: local:a" in text and "model: local:b" in text
     assert "## Lineage" in text and f"mergekit {lineage['versions']['mergekit']}" in text
     assert "**Linear** method (`linear`)" in text
     assert card.data.license == "apache-2.0"
@@ -87,7 +89,43 @@ def test_card_holds_the_lineage_and_the_yaml(folder):
     assert card.data.model_name == "my-merge"
     assert card.data.base_model is None  # local inputs are not Hub ids
     for row in lineage["inputs"]:
-        assert row["given"] in text
+        assert f"`local:{Path(row['given']).name}`" in text
+        assert row["resolved"] not in text
+    assert str(folder.parent) not in text and str(Path.home()) not in text
+
+
+def _absolute_paths(text: str) -> list[str]:
+    import re
+
+    return [m for m in re.findall(r"(?<![\w:/.])/[\w.-]+/[^\s`'\"|)]*", text)]
+
+
+def test_card_never_contains_local_absolute_paths(folder, zoo_dir):
+    """A merge of the zoo: the resolved zoo folders (in the home cache) become zoo:NAME again, the
+    output folder and cache folders in the options are not shown either."""
+    lineage = json.loads((folder / LINEAGE_FILE).read_text())
+    base, dom = str(zoo_dir / "base"), str(zoo_dir / "domotica")
+    lineage["inputs"] = [
+        {"field": "merge.base_model", "role": "base", "given": "zoo:base", "resolved": base},
+        {"field": "merge.models[0].model", "role": "model", "given": "zoo:domotica",
+         "resolved": dom},
+        {"field": "merge.models[1].model", "role": "model", "given": "~/models/tiempo-ft",
+         "resolved": str(Path.home() / "models" / "tiempo-ft")}]
+    lineage["mergekit_config"] = {"merge_method": "ties", "base_model": base, "models": [
+        {"model": dom, "parameters": {"density": 0.5}},
+        {"model": str(Path.home() / "models" / "tiempo-ft"), "parameters": {"density": 0.5}}]}
+    lineage["options"] = {"lora_merge_cache": str(Path.home() / ".cache" / "llmcombo" / "lora"),
+                          "out": str(folder)}
+    (folder / LINEAGE_FILE).write_text(json.dumps(lineage))
+    (folder / "mergekit_config.yml").write_text(
+        f"merge_method: ties\nbase_model: {base}\nmodels:\n  - model: {dom}\n")
+    text = str(build_card(folder, repo_id="me/ties"))
+    assert _absolute_paths(text) == [], _absolute_paths(text)
+    for secret in (str(zoo_dir), str(Path.home()), str(folder)):
+        assert secret not in text
+    assert "base_model: zoo:base" in text and "model: zoo:domotica" in text
+    assert "local:tiempo-ft" in text
+    assert "https://github.com/arcee-ai/mergekit" in text  # URLs are kept
 
 
 def test_card_base_models_are_the_hub_ids_and_moe_is_tagged(folder):
@@ -107,7 +145,7 @@ def test_card_base_models_are_the_hub_ids_and_moe_is_tagged(folder):
     assert card.data.base_model == ["org/base", "org/expert-a"]
     assert "moe" in card.data.tags
     assert "gate mode `cheap_embed`" in str(card)
-    assert "`zoo:tiempo (/cache/zoo/tiempo)`" in str(card)
+    assert "`zoo:tiempo`" in str(card) and "/cache/zoo" not in str(card)
 
 
 def test_card_has_an_evaluation_table_when_results_exist(folder):
@@ -126,7 +164,8 @@ def test_card_without_evaluation_has_no_section(folder):
 def test_card_of_a_plain_mergekit_folder(folder):
     (folder / LINEAGE_FILE).unlink()
     text = str(build_card(folder))
-    assert (folder / "mergekit_config.yml").read_text().strip() in text
+    assert hub.public_text((folder / "mergekit_config.yml").read_text().strip()) in text
+    assert "model: local:a" in text and str(folder.parent.parent) not in text
     assert "## Lineage" not in text
 
 

@@ -15,10 +15,10 @@ import torch  # noqa: E402
 from matplotlib.container import BarContainer  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from llmcombo import evaluate as ev  # noqa: E402
 from llmcombo import analysis, plots  # noqa: E402
-from llmcombo.zoo import experiments  # noqa: E402
+from llmcombo import evaluate as ev  # noqa: E402
 from llmcombo.errors import UserError  # noqa: E402
+from llmcombo.zoo import experiments  # noqa: E402
 
 
 def _acc_frame():
@@ -61,7 +61,13 @@ def test_plot_accuracy_grouped_bars_with_error_bars():
     assert len(containers) == 2  # one series per task
     assert [len(c.patches) for c in containers] == [5, 5]
     assert [p.get_height() for p in containers[1].patches] == [0.05, 0.1, 0.95, 0.7, 0.93]
-    assert _legend_labels(ax) == ["domotica", "tiempo"]
+    # the legend gives the tasks' colours, then what the hatching, the dashed separator and the
+    # error bars mean
+    assert _legend_labels(ax) == ["domotica", "tiempo", "parent model", "parents | combinations",
+                                  "95 % interval"]
+    swatches = ax.get_legend().legend_handles
+    assert [bool(h.get_hatch()) for h in swatches[:3]] == [False, False, True]
+    assert [ln.get_linestyle() for ln in ax.lines if ln.get_linestyle() == "--"] == ["--"]
     # parents hatched, combinations not; error bars drawn for every bar
     assert [bool(p.get_hatch()) for p in containers[0].patches] == [True] * 3 + [False] * 2
     assert all(c.errorbar is not None for c in containers)
@@ -100,6 +106,8 @@ def test_plot_interpolation_sweep_two_curves():
     assert list(ax.lines[0].get_xdata()) == [0.0, 0.5, 1.0]
     assert list(ax.lines[1].get_ydata()) == [0.1, 0.6, 0.95]
     assert len(ax.collections) == 2  # one CI band per task
+    # the number of prompts behind each point is written on the figure
+    assert [t.get_text() for t in ax.texts] == ["50 held-out prompts per task and point"]
 
 
 def test_sweep_config_endpoints():
@@ -140,6 +148,12 @@ def test_task_vector_norms_hand_computed_and_heatmap(tmp_path):
     assert got[(-1, "embed_tokens")] == pytest.approx((math.sqrt(8), 1.0))
     fig = plots.plot_task_vector_norms(pd.concat([df, df.assign(model="ft2")]))
     heat = [ax for ax in fig.axes if ax.get_title()]
+    # the tensors outside the layers (here the embeddings) get a strip under each heatmap
+    strips = [ax for ax in fig.axes if ax.get_xlabel() == "outside the layers"]
+    assert len(strips) == 2
+    assert [t.get_text() for t in strips[0].get_xticklabels()] == ["embeddings"]
+    assert strips[0].images[0].get_array()[0, 0] == pytest.approx(1.0)
+    assert [t.get_text() for t in strips[0].texts] == ["1.00"]
     assert [ax.get_title() for ax in heat] == ["ft - base", "ft2 - base"]
     ax = heat[0]
     assert ax.get_xlabel() == "tensor kind" and ax.get_ylabel() == "layer"
@@ -147,7 +161,7 @@ def test_task_vector_norms_hand_computed_and_heatmap(tmp_path):
     assert [t.get_text() for t in ax.get_yticklabels()] == ["0", "1"]
     grid = ax.images[0].get_array()
     assert grid[0, 0] == pytest.approx(2.5) and grid[1, 1] == pytest.approx(0.5)
-    assert len(fig.axes) == 3  # two heatmaps and the colour bar
+    assert len(fig.axes) == 5  # two heatmaps, two strips and the colour bar
     with pytest.raises(UserError, match="no .safetensors"):
         analysis.task_vector_norms(tmp_path, {"x": tmp_path / "base"})
 
@@ -213,6 +227,44 @@ def test_plot_vote_scaling_lines():
     assert list(ax.containers[0].lines[0].get_xdata()) == [2, 4, 6]
     assert list(ax.containers[1].lines[0].get_ydata()) == [0.55, 0.62, 0.66]
     assert [t for t in ax.get_xticks()] == [2, 4, 6]
+
+
+def test_plot_vote_scaling_from_one_noisy_sample():
+    rows = []
+    for n, v in ((1, 0.62), (3, 0.8), (5, 0.9)):
+        for task in ("domotica", "tiempo"):
+            rows.append({**ev.row(f"vote N={n}", task, "accuracy", v, 40, v - 0.1, v + 0.1),
+                         "N": n, "samples": n, "temperature": 1.5})
+    ax = plots.plot_vote_scaling(pd.DataFrame(rows)).axes[0]
+    assert [t for t in ax.get_xticks()] == [1, 3, 5]
+    assert [t.get_text() for t in ax.texts] == ["sampled at temperature 1.5, 40 prompts per task"]
+
+
+def test_vote_scaling_each_task_by_its_own_specialist(monkeypatch):
+    """With {task: model} every task is answered by its own model: N = samples, from 1."""
+    made = []
+
+    class Echo:
+        def __init__(self, cfg):
+            made.append(cfg)
+
+        def answer_batch(self, prompts):
+            from llmcombo.ensemble import Answer
+
+            return [Answer("x") for _ in prompts]
+
+    monkeypatch.setattr("llmcombo.ensemble.load_product",
+                        lambda cfg: cfg if isinstance(cfg, Echo) else Echo(cfg))
+    df = experiments.vote_scaling({"domotica": "zoo:domotica", "tiempo": "zoo:tiempo"}, (1, 3),
+                                  limit=2, temperature=1.5)
+    assert list(df["N"]) == [1, 1, 3, 3] and list(df["task"]) == ["domotica", "tiempo"] * 2
+    assert set(df["temperature"]) == {1.5}
+    voters = [[m["model"] for m in (c["members"] if "kind" in c else c["ensemble"]["vote"]["members"])]
+              for c in made]
+    assert voters == [["zoo:domotica"], ["zoo:tiempo"]] * 2
+    assert [c.get("samples", c.get("ensemble", {}).get("vote", {}).get("samples")) for c in made] \
+        == [1, 1, 3, 3]
+    assert made[0]["sampling"]["temperature"] == 1.5  # N = 1 is one sampled answer, not greedy
 
 
 def test_vote_config_is_a_valid_ensemble():

@@ -5,11 +5,18 @@ from __future__ import annotations
 import pytest
 
 from llmcombo.configuration import dump_yaml, load_preset
+from llmcombo.featuremodel import paths as P
 from llmcombo.generate import generate_yaml
 from llmcombo.productline import feature_model, merge_methods
-from llmcombo.featuremodel import paths as P
-from llmcombo_widgets.viewmodel import (ChoiceView, FormModel, ListView, ToggleView, format_value,
-                                        parse_text, walk_views)
+from llmcombo_widgets.viewmodel import (
+    ChoiceView,
+    FormModel,
+    ListView,
+    ToggleView,
+    format_value,
+    parse_text,
+    walk_views,
+)
 
 
 def ties_form() -> FormModel:
@@ -41,7 +48,8 @@ def test_new_form_lists_the_tree_of_the_feature_model():
     vm = FormModel()
     root = vm.view()
     family = next(p for p in root.parts if isinstance(p, ChoiceView))
-    assert [name for _label, name in family.options] == [c.name for c in feature_model().root.groups[0].children]
+    assert [name for _label, name in family.options] == [
+        c.name for c in feature_model().root.groups[0].children]
     assert family.chosen == ["merge"]
     methods = vm.choice("merge.method")
     assert {name for _l, name in methods.options} == set(merge_methods())
@@ -74,7 +82,7 @@ def test_switching_method_changes_the_visible_parameters():
     assert "merge.parameters.normalize" not in slerp_keys
     # the domain in force follows the method: t in [0, 1]; SLERP needs it
     t = vm.field("merge.parameters.t")
-    assert t.kind == "gradient" and "[0, 1]" in t.placeholder
+    assert t.kind == "gradient" and "between 0 and 1" in t.placeholder  # in words
     assert any("needs t" in m for m in vm.messages_at("merge.parameters.t"))
 
     vm.choose("merge.method", "linear")

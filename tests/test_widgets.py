@@ -19,6 +19,12 @@ def _ties(c: Configurator) -> None:
     c.vm.apply_preset("ties")
 
 
+def _all_issue_html(c: Configurator) -> str:
+    return "\n".join([fw.issues.value for fw in c._fields.values()]
+                     + [e["issues"].value for e in c._boxes.values() if "issues" in e]
+                     + [c.status.value])
+
+
 def _all_state_text() -> str:
     out = []
     for w in list(W.Widget.widgets.values()):
@@ -38,7 +44,9 @@ def test_the_form_is_rendered_from_the_view_model():
     assert f"llmcombo-key-{slug('merge.models[0].model')}" in box._dom_classes
     assert slug("merge.models[0].parameters.density") == "merge-models-0-parameters-density"
     assert c.generate_btn.disabled  # errors: no method, no model
-    assert "error" in c.status.value
+    # ... shown as things to fill in, not in red: the user has not touched the page yet
+    assert "llmcombo-status-todo" in c.status.value and "2 things still to fill in" in c.status.value
+    assert "llmcombo-error" not in _all_issue_html(c)
 
 
 def test_typing_a_bad_value_shows_the_message_and_blocks_generate():
@@ -368,11 +376,11 @@ def test_panels_are_built_when_their_tab_is_first_shown():
     assert app.run_panel.run_btn.disabled
     assert set(app._panels) == {"Run"}
     app.tabs.selected_index = 4
-    assert isinstance(app.tabs.children[4].children[0], W.VBox)
+    assert isinstance(app.tabs.children[4].children[0], W.Box)
     assert app.tabs.children[4].children == (app.publish_panel.widget,)
     assert set(app._panels) == {"Run", "Publish"}
     app.tabs.selected_index = 2
-    assert "domotica" in app.evaluate_panel.products.options
+    assert "domotica" in [v for _l, v in app.evaluate_panel.products.options]
 
 
 def test_preload_imports_in_the_background(tmp_path, monkeypatch):
@@ -389,3 +397,311 @@ def test_preload_imports_in_the_background(tmp_path, monkeypatch):
     assert p.wait(60)
     assert sys.modules["llmcombo_preload_probe"].LOADED
     sys.modules.pop("llmcombo_preload_probe", None)
+
+
+# ---- guidance: no red on an untouched page, help beside every field, words for intervals ----
+
+
+def test_errors_turn_red_only_where_the_user_has_been():
+    c = Configurator()
+    methods = c._boxes["choice:merge.method#0"]["input"]
+    methods.value = "ties"  # a click on TIES: its base model is still to fill in, not an error
+    base = c._fields["merge.base_model"]
+    assert "needs a base model" in base.issues.value and "llmcombo-todo" in base.issues.value
+    assert "llmcombo-error" not in _all_issue_html(c)
+    # a wrong value typed into a field is an error at once, in red, beside that field
+    c.vm.set_toggle("merge.models[0].parameters", True)
+    density = c._fields["merge.models[0].parameters.density"]
+    density.input.value = "1.5"
+    assert "llmcombo-error" in density.issues.value and "out of range" in density.issues.value
+    assert "llmcombo-todo" in base.issues.value  # elsewhere: still "to do"
+    assert "1 error" in c.status.value and "llmcombo-status-error" in c.status.value
+    # asking to generate shows every problem as what it is
+    c.generate_btn.disabled = False
+    c.generate_btn.click()
+    assert "llmcombo-error" in base.issues.value
+    # a loaded configuration shows its problems at once too
+    c2 = Configurator()
+    c2.vm.load_yaml("merge:\n  method: ties\n  models: [{model: zoo:domotica}]\n")
+    assert "llmcombo-error" in c2._fields["merge.base_model"].issues.value
+
+
+def test_every_parameter_has_a_plain_line_beside_it_with_its_interval_in_words():
+    from llmcombo.featuremodel import FloatType, IntType
+    from llmcombo_widgets.viewmodel import number_words
+
+    c = Configurator()
+    _ties(c)
+    for key, fw in c._fields.items():
+        if not _shown(fw.box) or fw.kind not in ("number", "gradient"):
+            continue
+        assert fw.help.value and len(fw.help.value) > 20, key  # what it does, not only its range
+    density = c._fields["merge.models[0].parameters.density"].help.value
+    assert "share of this model" in density and "a number above 0, up to 1" in density
+    assert "(0, 1]" not in density
+    assert number_words(FloatType(0.0, 1.0)) == "a number between 0 and 1"
+    assert number_words(IntType(1, None)) == "a whole number, 1 or more"
+    assert number_words(FloatType(0.0, 1.0, max_open=True)) == "a number from 0 up to, but not, 1"
+    assert number_words(FloatType()) == "any number"
+    # the chosen method says what it does, in words, beside the choice
+    method_help = c._boxes["choice:merge.method#0"]["help"].value
+    assert method_help.startswith("TIES: ") and "keeps only each model" in method_help
+
+
+def test_model_typos_are_caught_while_typing_with_did_you_mean():
+    c = Configurator()
+    _ties(c)
+    field = c._fields["merge.models[1].model"]
+    assert field.input.continuous_update  # every keystroke reaches the view-model
+    assert {"zoo:domotica", "zoo:tiempo", "zoo:base"} <= set(field.input.options)
+    field.input.value = "zoo:tiemp"
+    assert "llmcombo-error" in field.issues.value and "Did you mean zoo:tiempo?" in field.issues.value
+    assert c.vm.errors and c.generate_btn.disabled  # counted like any other error
+    field.input.value = "tiempo"  # no prefix: neither a folder here nor a Hub id
+    assert "did you mean zoo:tiempo?" in field.issues.value and "llmcombo-warning" in field.issues.value
+    field.input.value = "zoo:tiempo"
+    assert field.issues.value == "" and not c.generate_btn.disabled
+
+
+def test_status_lines_of_a_family_go_when_the_family_changes(tmp_path):
+    app = App(out_root=str(tmp_path / "out"), preload_after=None)
+    app.form.apply_preset("ties")
+    assert "Loaded preset ties" in app.configurator.status.value
+    assert app.configurator.preview.get_title(1) == "mergekit YAML"
+    run = app.run_panel
+    run.preflight.value = "<b>Pre-flight</b> of the TIES merge"  # (reading it imports torch)
+    family = app.configurator._boxes["choice:#0"]["input"]
+    family.value = "ensemble"
+    assert "Loaded preset" not in app.configurator.status.value
+    assert app.configurator.preview.get_title(1) == "ensemble spec"  # not "mergekit YAML"
+    assert run.preflight.value == "" and "llmcombo-info" in run.status.value
+    assert "Ensembles tab" in run.status.value
+
+
+def test_configuration_downloads_and_save_to_a_chosen_folder(tmp_path):
+    import base64
+    import re
+
+    c = Configurator(save_folder=str(tmp_path))
+    _ties(c)
+    hrefs = dict(re.findall(r"download='([^']+)' href='data:[^;]+;base64,([^']+)'", c.downloads.value))
+    assert base64.b64decode(hrefs["ties-specialists.yaml"]).decode() == c.vm.yaml_preview
+    assert "merge_method: ties" in base64.b64decode(hrefs["mergekit_config.yml"]).decode()
+    c.folder.value = str(tmp_path / "my configs")
+    c.path.value = "ties.yaml"
+    c.save_btn.click()
+    target = tmp_path / "my configs" / "ties.yaml"
+    assert target.read_text() == c.vm.yaml_preview
+    assert str(target) in c.status.value  # the full path, not a bare file name
+
+
+# ---- the session survives a reload; runs are picked, never typed -------------------------------
+
+
+def _fake_run(folder, name="ties-demo", run_id="a" * 32, configuration=None):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text("{}")
+    lineage = {"llmcombo_lineage": 1, "run_id": run_id, "kind": "merge", "method": "ties",
+               "finished_at": "2026-12-01T10:00:00+00:00", "seconds": 1.5,
+               "configuration": configuration or {"name": name, "merge": {"method": "ties"}},
+               "inputs": [{"field": "merge.base_model", "role": "base", "given": "zoo:base",
+                           "resolved": "/home/someone/.cache/llmcombo/zoo/base"}],
+               "mergekit_config": {"merge_method": "ties",
+                                   "base_model": "/home/someone/.cache/llmcombo/zoo/base"}}
+    (folder / "llmcombo_lineage.json").write_text(json.dumps(lineage))
+    return folder
+
+
+def test_the_session_survives_a_reload(tmp_path):
+    out = tmp_path / "outputs"
+    app = App(out_root=str(out), preload_after=None, session=True)
+    app.form.apply_preset("ties")
+    app.form.set_text("merge.models[0].parameters.density", "0.7")
+    _fake_run(out / "ties-demo")
+    elsewhere = _fake_run(tmp_path / "elsewhere" / "my-merge", run_id="b" * 32)
+    app.session.remember_run(elsewhere)
+    # a new page (a new kernel) on the same outputs folder
+    again = App(out_root=str(out), preload_after=None, session=True)
+    assert again.form.data == app.form.data
+    assert "Welcome back" in again.widget.children[2].children[0].children[0].value
+    runs = {r.name for r in again.run_model.history()}
+    assert runs == {"ties-demo", "my-merge"}
+    assert {"ties-demo", "my-merge"} <= set(again.evaluate_model.products())
+    assert [v for _l, v in again.publish_panel.runs.options] == [str(r.path) for r in
+                                                                  again.run_model.history()]
+    # no session: nothing read, nothing written
+    App(out_root=str(tmp_path / "plain"), preload_after=None).form.apply_preset("linear")
+    assert not (tmp_path / "plain").exists()
+
+
+def test_run_files_to_take_away(tmp_path):
+    import zipfile
+    from io import BytesIO
+
+    from llmcombo_widgets.workbench import RunModel
+
+    folder = _fake_run(tmp_path / "ties-demo")
+    (folder / "mergekit_config.yml").write_text("merge_method: ties\n")
+    (folder / "model.safetensors").write_bytes(b"\0" * 1000)
+    files = {d.filename: d for d in RunModel.downloads(folder)}
+    assert set(files) == {"ties-demo.yaml", "mergekit_config.yml", "README.md"}
+    card = files["README.md"].data.decode()
+    assert "zoo:base" in card and "/home/someone" not in card  # no local absolute path
+    z = zipfile.ZipFile(BytesIO(RunModel.model_download(folder).data))
+    assert sorted(z.namelist()) == sorted(f"ties-demo/{p.name}" for p in folder.iterdir())
+
+
+# ---- readable answers, and what the results say ------------------------------------------------
+
+
+def test_traces_read_as_sentences_with_the_raw_json_behind_a_disclosure():
+    from llmcombo_widgets.words import trace_html, trace_sentences
+
+    routed = {"kind": "router", "member": "zoo:tiempo", "route": "LLM2", "confidence": 0.95,
+              "fallback": False, "reason": "selector",
+              "selector": {"kind": "label_model", "scores": {"LLM1": 0.05, "LLM2": 0.95}},
+              "timings": {"total_s": 0.12}}
+    said = trace_sentences(routed)
+    assert said[0] == "Routed to the weather model (zoo:tiempo), route LLM2, 95% sure."
+    assert "LLM1 5%" in said[1] and said[-1] == "Took 0.12 s."
+    unsure = dict(routed, member="zoo:domotica", route="LLM1", fallback=True, confidence=0.55,
+                  reason="unsure: confidence 0.55 is below the threshold 0.6 (it would have "
+                         "chosen LLM2)")
+    assert "not sure enough" in trace_sentences(unsure)[0]
+    assert "the home-automation model" in trace_sentences(unsure)[0]
+    tie = {"kind": "vote", "n": 6, "votes": {"LUZ_GA ON": 3, "TIEMPO MADRID MANANA": 3},
+           "winner_count": 3, "decided_by": "tie:likelihood", "tie": ["LUZ_GA ON", "TIEMPO MADRID MANANA"],
+           "tie_rule": "likelihood"}
+    assert "tied" in trace_sentences(tie)[0] and "more likely" in trace_sentences(tie)[0]
+    pipe = {"kind": "pipeline", "stages": [{"member": "zoo:domotica", "output": "LUZ_SL OFF"},
+                                           {"member": "zoo:domotica", "output": "LUZ_SL OFF"}]}
+    assert trace_sentences(pipe)[1].startswith("Stage 2, the home-automation model")
+    page = trace_html(routed)
+    assert "<details" in page and "raw trace (JSON)" in page and "&quot;confidence&quot;" in page
+
+
+def _frame(values):
+    from llmcombo.evaluate import frame, row
+
+    return frame(row(p, t, "accuracy", v, 40, v, v) for p, tv in values.items() for t, v in tv.items())
+
+
+def test_results_say_why_a_merge_lost_a_skill_and_what_to_change():
+    from llmcombo_widgets.words import explain_results
+
+    df = _frame({"domotica": {"domotica": 0.97, "tiempo": 0.0},
+                 "tiempo": {"domotica": 0.0, "tiempo": 1.0},
+                 "ties": {"domotica": 1.0, "tiempo": 0.025},
+                 "moe": {"domotica": 0.0, "tiempo": 0.0},
+                 "linear": {"domotica": 0.9, "tiempo": 0.85}})
+    runs = {"ties": {"kind": "merge", "method": "ties", "configuration": {"merge": {
+        "method": "ties", "models": [{"model": "zoo:domotica", "parameters": {"density": 0.5}}]}}},
+            "moe": {"kind": "moe", "method": "moe", "configuration": {}}}
+    said = dict(zip(["ties", "moe", "linear"], explain_results(df, runs)))
+    assert "kept home automation but lost most of weather" in said["ties"]
+    assert "Raise density (now 0.5) towards 1" in said["ties"]
+    assert "kept little of any skill" in said["moe"] and "MLP layers" in said["moe"]
+    assert said["linear"].startswith("linear kept every skill")
+
+
+# ---- caches are keyed by content: a replaced folder is never served stale ---------------------
+
+
+def test_caches_follow_the_content_of_a_folder_not_its_path(tmp_path, monkeypatch):
+    from llmcombo_widgets import workbench as wb
+
+    folder = _fake_run(tmp_path / "ties-demo", run_id="1" * 32)
+    k1 = wb.content_key(str(folder))
+    _fake_run(folder, run_id="2" * 32)  # a new run replaced the folder
+    k2 = wb.content_key(str(folder))
+    assert k1 != k2 and wb.content_key(str(folder)) == k2
+    calls = []
+
+    def fake_eval(ref, task, name=None, limit=None, progress=None):
+        from llmcombo.evaluate import frame, row
+
+        calls.append((ref, task))
+        return frame([row(name, task, "accuracy", len(calls) / 10, limit, 0, 1)])
+
+    monkeypatch.setattr("llmcombo.evaluate.evaluate_accuracy", fake_eval)
+    model = wb.EvaluateModel(limit=5)
+    model.add_product("ties-demo", str(folder))
+    model.start(["ties-demo"], ["domotica"], background=False)
+    first = model.frame["value"].tolist()
+    model.start(["ties-demo"], ["domotica"], background=False)
+    assert model.frame["value"].tolist() == first and len(calls) == 1  # same content: reused
+    _fake_run(folder, run_id="3" * 32)
+    model.start(["ties-demo"], ["domotica"], background=False)
+    assert len(calls) == 2 and model.frame["value"].tolist() != first  # new content: evaluated
+    # the Ensembles tab's products too
+    loads = []
+    monkeypatch.setattr("llmcombo.ensemble.load_product", lambda cfg: loads.append(cfg) or object())
+    play = wb.PlaygroundModel()
+    play.product(str(folder))
+    play.product(str(folder))
+    assert len(loads) == 1
+    _fake_run(folder, run_id="4" * 32)
+    play.product(str(folder))
+    assert len(loads) == 2
+
+
+@pytest.mark.slow  # loads the zoo's models and answers with them (about 10 s)
+def test_built_in_examples_answer_their_own_questions(zoo):
+    """The Ensembles tab's examples, asked their example questions one at a time as the page
+    does, give the right commands (the vote used to tie three ways and settle on the first
+    answer; the pipeline used to answer free text)."""
+    from llmcombo.datasets import normalize_answer
+    from llmcombo_widgets.workbench import PlaygroundModel, ensemble_examples
+
+    play = PlaygroundModel()
+    for name, ex in ensemble_examples().items():
+        assert len(ex.questions) >= 3 and play.questions(name) == [q for q, _ in ex.questions]
+        kind = next(iter(ex.config["ensemble"]))
+        for question, expected in ex.questions:
+            answer = play.ask(question, name)
+            assert play.error is None, (name, play.error)
+            assert answer.trace["kind"] == kind
+            assert normalize_answer(answer.text) == normalize_answer(expected), (name, question,
+                                                                                answer.trace)
+
+
+def test_another_module_can_add_a_tab(tmp_path, monkeypatch):
+    """Room for the Search tab: a module registers its panel; the App builds it when shown."""
+    from llmcombo_widgets import dashboard as D
+
+    monkeypatch.setattr(D, "_EXTRA_TABS", [])
+    built = []
+
+    class Panel:
+        def __init__(self, app):
+            built.append(app)
+            self.widget = W.HTML("search here")
+            self.refreshed = 0
+
+        def refresh(self):
+            self.refreshed += 1
+
+    D.register_tab("Search", Panel, after="Evaluate")
+    app = D.App(out_root=str(tmp_path), preload_after=None)
+    titles = [app.tabs.get_title(i) for i in range(len(app.tabs.children))]
+    assert titles == ["Configure", "Run", "Evaluate", "Search", "Ensembles", "Publish"]
+    assert built == []  # built when first shown, like the other panels
+    app.tabs.selected_index = 3
+    assert built == [app] and app.tabs.children[3].children == (app._panels["Search"].widget,)
+    assert app.publish_panel is app._panels["Publish"]  # the built-in tabs keep their places
+
+
+def test_the_hub_search_box_offers_ids_online_and_says_so_offline(monkeypatch):
+    from llmcombo.preflight import models as pm
+    from llmcombo_widgets import configurator as C
+
+    c = Configurator()
+    _ties(c)
+    c.hub_query.value = "qwen"
+    monkeypatch.setattr(pm, "hub_reachable", lambda *a, **k: False)
+    c._hub_search(background=False)
+    assert "llmcombo-info" in c.hub_out.value and "cannot be reached" in c.hub_out.value
+    monkeypatch.setattr(C, "hub_search", lambda q: ["Qwen/Qwen2.5-0.5B", "someone/qwen-tiny"])
+    c._hub_search(background=False)
+    assert "Qwen/Qwen2.5-0.5B" in c._fields["merge.models[0].model"].input.options
+    assert "zoo:domotica" in c._fields["merge.models[0].model"].input.options

@@ -4,15 +4,15 @@ Every selector maps prompts to :class:`Choice` ``(label, confidence, answer, sco
 confidence is in [0, 1] and the router compares it with the threshold:
 
 ``label_model``
-    a causal LM answers the label (``LLM1``) after the prompt in its template, greedily, as in the
-    seed's selector. An answer that is not a route label is "garbage": the fallback answers.
-    Every label is scored after the prompt (the prompt runs once, the labels on its cache); when
-    the most likely token at each step is a label's (so greedy decoding would write that label)
-    nothing is generated; otherwise the selector generates to report what it says.
-    Confidence = the probability of the label it wrote among the route labels (each label, then
-    end of sequence, scored and normalised over the labels); the raw
-    probability of the whole written sequence is not used because the tokens every label shares
-    (``LL``, ``M``) carry no decision yet lower it (the zoo selector: 0.57 for a sure ``LLM2``).
+    a causal LM trained to answer a route label (``LLM1``) after the prompt in its template, as in
+    the seed's selector. Every route label (then end of sequence) is scored after the prompt (the
+    prompt runs once, the labels on its cache) and the scores are normalised over the labels; the
+    selector picks the most probable label. It never reads free text: a model whose greedy answer
+    is not a label (``LLM en bilbaoM``) still ranks the labels, and an unsure ranking shows as a low
+    confidence, which the router's threshold turns into the fallback.
+    Confidence = the chosen label's probability among the route labels (the raw probability of
+    the whole sequence is not used because the tokens every label shares (``LL``, ``M``) carry no
+    decision yet lower it: the zoo selector gives 0.57 to a sure ``LLM2``).
 ``embedding``
     mean-pooled hidden states of the prompt (one forward pass, stopped after ``layer``;
     ``layer: 0`` reads only the token embeddings) compared by cosine with the centroid of each
@@ -79,43 +79,29 @@ class LabelModelSelector(Selector):
                  base_dir=None):
         self.member = _member(spec, device, dtype, base_dir)
         self.labels = list(labels)
-        self._by_key = {_label_key(lab): lab for lab in self.labels}
-        self._max_tokens: int | None = None
 
     def members(self) -> list:
         return [self.member]
 
     def select(self, prompts: Sequence[str]) -> list[Choice]:
+        """The most probable route label of each prompt (argmax over the labels' scores)."""
         rendered = [self.member.render(p) for p in prompts]
         probs, greedy = self.label_probabilities(rendered)
-        said: dict[int, str] = {i: lab for i, lab in enumerate(greedy) if lab is not None}
-        rest = [i for i, lab in enumerate(greedy) if lab is None]
-        if rest:  # the model would not write a route label: generate to see what it writes
-            lm = self.member.lm
-            if self._max_tokens is None:
-                tok = lm.tokenizer
-                self._max_tokens = 2 + max(len(tok(" " + lab, add_special_tokens=False)
-                                               ["input_ids"]) for lab in self.labels)
-            gens = M.generate(lm, [rendered[i] for i in rest], max_new_tokens=self._max_tokens,
-                              output="line")
-            said.update((i, g[0].answer) for i, g in zip(rest, gens))
         out = []
-        for i, pr in enumerate(probs):
-            label = self._by_key.get(_label_key(said[i]))
-            conf = pr[label] if label is not None else 0.0
-            out.append(Choice(label, conf, said[i], pr,
-                              None if label else f"the selector answered {said[i]!r}, which is "
-                                                 "not a route"))
+        for pr, written in zip(probs, greedy):
+            best = max(self.labels, key=lambda lab: pr[lab])  # the first among equals
+            reason = None if written is not None else (
+                "the selector's own text is not a route label; chosen by the labels' scores")
+            out.append(Choice(best, pr[best], best, pr, reason))
         return out
 
     def label_probabilities(self, rendered: Sequence[str]
                             ) -> tuple[list[dict[str, float]], list[str | None]]:
         """Per rendered prompt: ``{label: probability}`` normalised over the route labels, and
-        the label greedy decoding writes (None when it writes something else). The prompts run
-        once, the labels on top of their cache (:func:`llmcombo.ensemble.members.score_options`);
-        greedy decoding writes label L
-        exactly when L's every token (and then end of sequence) is the most likely one, which the
-        same pass shows, so the selector generates nothing in the usual case."""
+        the label greedy decoding would write (None when it would write something else: greedy
+        decoding writes label L exactly when L's every token, then end of sequence, is the most
+        likely one, which the same pass shows). The prompts run once, the labels on top of their
+        cache (:func:`llmcombo.ensemble.members.score_options`); nothing is generated."""
         import torch
 
         scored = M.score_options(self.member.lm, rendered, self.labels)
@@ -125,12 +111,6 @@ class LabelModelSelector(Selector):
         greedy = [next((lab for lab, s in zip(self.labels, row) if s.greedy), None)
                   for row in scored]
         return [dict(zip(self.labels, row)) for row in table], greedy
-
-
-def _label_key(text: str) -> str:
-    """A route label as written: the first line, single spaces, upper-case."""
-    text = str(text).strip()
-    return " ".join(text.splitlines()[0].split()).upper() if text else ""
 
 
 class EmbeddingSelector(Selector):
@@ -221,6 +201,7 @@ class ClassifierSelector(Selector):
     def __init__(self, folder: str | os.PathLike, device="auto", dtype="auto", base_dir=None,
                  labels: Sequence[str] | None = None):
         import torch
+
         from llmcombo import modelref
 
         folder = Path(modelref.resolve(str(folder), base_dir))

@@ -29,27 +29,36 @@ PARAM_RANGES: dict[tuple[str, str], NumberType] = {
     ("*", "weight"): FloatType(),
 }
 
+# One plain sentence per parameter: what it DOES to the result (the form shows it beside the
+# field; the interval is written in words next to it by the form).
 PARAM_HELP: dict[str, str] = {
-    "weight": "how much this model contributes",
-    "density": "fraction of the task vector's weights kept, in (0, 1]",
-    "gamma": "fraction of the largest task-vector weights removed as outliers",
-    "epsilon": "DELLA: spread of keep probabilities around density / RAM: threshold for 'changed'",
-    "lambda": "scale applied to the merged task vector",
-    "normalize": "divide by the sum of weights",
-    "rescale": "rescale kept weights to preserve the norm",
-    "int8_mask": "store masks as int8 to save memory",
-    "t": "SLERP: interpolation factor from the base (0) to the other model (1)",
-    "filter_wise": "model stock: compute the ratio per row instead of per tensor",
-    "select_topk": "SCE: fraction of elements with the highest variance kept",
-    "max_iter": "maximum iterations of the Karcher mean",
-    "tol": "convergence tolerance of the Karcher mean",
-    "scale": "multiply this tensor by a factor",
-    "nuslerp_row_wise": "NuSLERP: interpolate row vectors instead of column vectors",
-    "nuslerp_flatten": "NuSLERP: treat tensors as flattened vectors",
-    "normalize_weights": "Multi-SLERP: make the weights sum to 1",
-    "eps": "small constant for numerical stability",
-    "r": "RAM+: rescale strength",
-    "alpha": "RAM+: cap on the overlap ratio",
+    "weight": "how much of this model goes into the result: a larger weight pulls the merge "
+              "towards this model",
+    "density": "the share of this model's changes (its difference from the base) that is kept: 1 "
+               "keeps them all, 0.5 keeps the larger half and drops the rest",
+    "gamma": "the share of the very largest changes that is dropped as outliers",
+    "epsilon": "DELLA: how much the chance of keeping a change grows with its size; RAM: how "
+               "small a change may be and still count as a change",
+    "lambda": "multiplies the combined changes before they are added to the base: above 1 "
+              "strengthens them, below 1 softens them",
+    "normalize": "divide by the sum of the weights, so that weights 1 and 1 act like 0.5 and 0.5",
+    "rescale": "after dropping changes, scale up the ones kept so their total effect stays the "
+               "same",
+    "int8_mask": "keep the drop masks as small integers to save memory (same result)",
+    "t": "where the result lies between the two models: 0 is the base model, 1 the other model, "
+         "0.5 halfway",
+    "filter_wise": "model stock: work out the mixing ratio for each row of a tensor instead of "
+                   "once per tensor",
+    "select_topk": "SCE: the share of changes kept, those on which the models disagree most",
+    "max_iter": "the most rounds the Karcher mean may take to settle",
+    "tol": "how close two rounds of the Karcher mean must be to stop",
+    "scale": "multiplies this tensor by a number",
+    "nuslerp_row_wise": "NuSLERP: interpolate each row of a tensor instead of each column",
+    "nuslerp_flatten": "NuSLERP: treat each tensor as one long list of numbers",
+    "normalize_weights": "Multi-SLERP: make the weights add up to 1",
+    "eps": "a tiny number that keeps the arithmetic stable (leave it as it is)",
+    "r": "RAM+: how strongly overlapping changes are scaled back",
+    "alpha": "RAM+: the most the overlap correction may scale a change",
 }
 
 BASE_REASON: dict[str, str] = {
@@ -60,27 +69,39 @@ BASE_REASON: dict[str, str] = {
     "model_stock": "Model Stock interpolates towards the pretrained base model",
 }
 
+# One plain sentence per method: what the result is, for someone who has not read the paper.
 METHOD_HELP: dict[str, str] = {
-    "linear": "Weighted average of the models.",
-    "slerp": "Spherical interpolation between exactly two models.",
-    "nuslerp": "Spherical interpolation between two models, optionally using a base model's task vectors.",
-    "multislerp": "Spherical interpolation of several models (optionally around a base).",
-    "task_arithmetic": "Adds the models' task vectors (model minus base) to the base.",
-    "ties": "Task arithmetic that trims small changes and resolves sign conflicts (TIES).",
-    "dare_ties": "Randomly drops task-vector entries, rescales, then TIES sign consensus.",
-    "dare_linear": "Randomly drops task-vector entries and rescales, without sign consensus.",
-    "breadcrumbs": "Drops both the smallest and the largest task-vector entries.",
-    "breadcrumbs_ties": "Breadcrumbs sparsification with TIES sign consensus.",
-    "della": "Magnitude-ranked random dropping (DELLA) with sign consensus.",
-    "della_linear": "Magnitude-ranked random dropping (DELLA) without sign consensus.",
-    "model_stock": "Geometric interpolation using at least two fine-tunes of one base.",
-    "karcher": "Riemannian (Karcher) mean of the models' weights.",
-    "passthrough": "Copies tensors unchanged: stack layer slices into a frankenmerge.",
-    "sce": "Select, Calculate, Erase: keeps high-variance task-vector entries.",
-    "arcee_fusion": "Fuses the parts of one model that differ most from the base.",
-    "nearswap": "Interpolates towards the other model where weights are already close.",
-    "ram": "Reinforced Agent Merging: averages task vectors, rescaled by overlap.",
-    "ramplus_tl": "RAM+ with tensor-local overlap rescaling.",
+    "linear": "A weighted average of the models' weights: simple, and the usual first try.",
+    "slerp": "Blends exactly two models along a curve instead of a straight line; t says where "
+             "between them.",
+    "nuslerp": "SLERP for two models, optionally blending their changes from a base model.",
+    "multislerp": "SLERP for several models at once (optionally around a base model).",
+    "task_arithmetic": "Adds each model's changes (what its fine-tuning taught it, measured from the "
+                       "base model) to the base model.",
+    "ties": "Task arithmetic that keeps only each model's largest changes (density) and, where "
+            "models pull a weight in opposite directions, follows the stronger side.",
+    "dare_ties": "Like TIES, but drops changes at random (density is the share kept) and scales up "
+                 "the ones kept.",
+    "dare_linear": "Drops changes at random and scales up the ones kept, then adds them without "
+                   "settling conflicts.",
+    "breadcrumbs": "Drops both the smallest and the very largest changes, then adds the rest.",
+    "breadcrumbs_ties": "Breadcrumbs, settling conflicts between models like TIES.",
+    "della": "Drops small changes more often than large ones (at random), settling conflicts like "
+             "TIES.",
+    "della_linear": "Drops small changes more often than large ones (at random), without settling "
+                    "conflicts.",
+    "model_stock": "Finds how far to move from the base towards the average of several "
+                   "fine-tunes of it, from the angle between them.",
+    "karcher": "An average of the models that respects the geometry of their weights.",
+    "passthrough": "Copies layers unchanged: stack slices of models into a taller model "
+                   "(a frankenmerge).",
+    "sce": "Keeps the changes on which the models disagree most, then merges them.",
+    "arcee_fusion": "Takes from the other model only the parts that differ most from the base.",
+    "nearswap": "Moves the base model towards the other model where their weights are already "
+                "close.",
+    "ram": "Averages the models' changes, scaling back where several models change the same "
+           "weights.",
+    "ramplus_tl": "RAM with the scaling worked out tensor by tensor.",
 }
 
 

@@ -5,7 +5,7 @@ between two models and a vote as the number of answers grows. Each returns a tid
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from llmcombo.errors import UserError
 from llmcombo.zoo.tasks import TASK_NAMES
@@ -69,27 +69,46 @@ def vote_config(members: Sequence[str], samples: int, *, temperature: float = 1.
     return {"ensemble": {"vote": vote}}
 
 
-def vote_scaling(members: Sequence[str], samples: Sequence[int] = (1, 2, 3, 5), *,
+def vote_scaling(members: Sequence[str] | Mapping[str, Sequence[str] | str],
+                 samples: Sequence[int] = (1, 3, 5, 9), *,
                  tasks: Sequence[str] = TASK_NAMES, limit: int | None = None,
                  temperature: float = 1.0, seed: int = 0, tie_break: str = "likelihood",
                  batch_size: int = 64, progress: Any = None):
     """Accuracy of a vote as the number of answers grows: for each ``s`` in ``samples`` every
-    member answers ``s`` times (sampled at ``temperature``, seeded). Rows: tidy columns plus
-    ``samples`` and ``N`` (answers per prompt = members x samples)."""
+    member answers ``s`` times (sampled at ``temperature``, seeded) and the majority wins.
+
+    ``members``: models that vote on every task, or ``{task: model(s)}`` so that each task is
+    answered by its own specialist; then N starts at 1 (one sample of one model), which shows
+    what voting adds over a single noisy answer. Rows: tidy columns plus ``samples``, ``N``
+    (answers per prompt = members x samples) and ``temperature``."""
     import pandas as pd
 
     from llmcombo import evaluate as ev
     from llmcombo.ensemble import load_product
 
+    if isinstance(members, Mapping):
+        per_task = {t: [members[t]] if isinstance(members[t], str) else list(members[t])
+                    for t in members}
+        tasks = [t for t in tasks if t in per_task] or list(per_task)
+    else:
+        per_task = {t: list(members) for t in tasks}
     rows = []
     for s in samples:
-        product = load_product(vote_config(members, s, temperature=temperature, seed=seed,
-                                           tie_break=tie_break))
-        n = len(members) * int(s)
         for task in tasks:
+            voters = per_task[task]
+            n = len(voters) * int(s)
+            config = vote_config(voters, s, temperature=temperature, seed=seed,
+                                 tie_break=tie_break)
+            if n == 1:
+                # one sampled answer, the baseline a vote improves on: not a vote a user would
+                # configure (validation asks for two answers), so its spec is built directly
+                from llmcombo.ensemble.spec import to_spec
+
+                config = to_spec(config, resolve=False)[1]
+            product = load_product(config)
             ds = ev.dataset(task, limit=limit)
             answers = ev.answer_examples(product, ds.examples, batch_size=batch_size,
                                          progress=progress, desc=f"vote N={n} {task}")
             r = ev.accuracy_row(f"vote N={n}", ds.name, answers, [e.expected for e in ds.examples])
-            rows.append({**r, "samples": int(s), "N": n})
+            rows.append({**r, "samples": int(s), "N": n, "temperature": float(temperature)})
     return pd.DataFrame(rows)
