@@ -8,6 +8,7 @@ import threading
 import time
 
 import ipywidgets as W
+import pytest
 
 from llmcombo_widgets.configurator import Configurator, slug
 from llmcombo_widgets.dashboard import App, PublishPanel, WidgetProgress
