@@ -281,7 +281,7 @@ def test_import_renames_merge_method_and_keeps_values():
 
 def test_generation_refuses_an_invalid_configuration_with_the_errors():
     cfg = import_mergekit(_load(MERGEKIT_CONFIGS["ties"]))
-    cfg["merge"]["models"][1]["parameters"]["density"] = 1.5
+    cfg["merge"]["models"][1]["parameters"]["density"] = "half"  # mergekit: not a float
     with pytest.raises(UserError) as exc:
         generate_yaml(cfg)
     assert "merge.models[1].parameters.density" in str(exc.value)

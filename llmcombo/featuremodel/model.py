@@ -116,6 +116,12 @@ class Feature:
     checks: list[LocalCheck] = field(default_factory=list)
     abstract: bool = False
     meta: dict = field(default_factory=dict)
+    # what a key that names no attribute or child is: an "error", or a "warning" where the
+    # engine behind the feature ignores keys it does not know
+    unknown: str = "error"
+    # the engine accepts as few as ``soft_min`` instances of a cloneable feature: fewer than
+    # ``card[0]`` but at least this many is a warning (``card[0]`` stays the form's minimum)
+    soft_min: int | None = None
     parent: "Feature | None" = field(default=None, repr=False)
     path: str = ""
 
@@ -279,7 +285,10 @@ class FeatureModel:
                 continue
             if not ok:
                 issues.append(Issue(c.severity, c.path, c.message, c.hint, c.code))
-        if not any(i.code in ("type", "structure") for i in issues):
+        # checks read values defensively, so a wrong value (code "type") does not hide the
+        # problems they find; a wrong shape (a list that is not a list) would only make them
+        # report follow-ups of it
+        if not any(i.code == "structure" for i in issues):
             for chk in self.checks:
                 try:
                     issues += chk.fn(data, ctx)
@@ -333,6 +342,8 @@ class _Walker:
     def collect(self, f: Feature, value: dict, model_path: str, path: str) -> None:
         if model_path:
             self.selection.add_feature(model_path)
+        if f.shorthand:
+            self._assume(f, value)
         for a in f.attributes:
             if a.name in value and value[a.name] is not None:
                 self.selection.set_attribute(a.path, value[a.name])
@@ -351,6 +362,21 @@ class _Walker:
             if inst is not None:
                 self.collect(c, inst, c.path, _join(path, c.name))
 
+    def _assume(self, f: Feature, value: dict) -> None:
+        """A misspelled choice (``method: tie``) is an error, reported in pass 2; the rest of the
+        configuration is judged as if the closest choice had been written, so one typo does not
+        hide every other problem nor add warnings that only follow from it."""
+        choices = {c.name: c for c in f.groups[0].children}
+        if any(k in choices for k in value):
+            return
+        for key in value:
+            close = difflib.get_close_matches(str(key), list(choices), n=1, cutoff=0.6)
+            if close:
+                chosen = choices[close[0]]
+                self.selection.add_feature(chosen.path)
+                self.selection.assumed[chosen.path] = str(key)
+                return
+
     # pass 2 ---------------------------------------------------------------------------------
     def check(self, f: Feature, value: dict, model_path: str, path: str) -> None:
         sel = self.selection
@@ -366,16 +392,20 @@ class _Walker:
             return
         for key in value:
             if key not in known:
-                hint = None
-                if isinstance(key, str):
+                hint = f.meta.get("unknown_hints", {}).get(key) if isinstance(key, str) else None
+                if hint is None and isinstance(key, str):
                     close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
                     if close:
                         hint = f"Did you mean {close[0]}?"
                 if hint is None:
                     hint = ("Known here: " + ", ".join(sorted(known)) + ".") if known else None
                 where = f.title if model_path else "the configuration"
-                self.issues.append(error(_join(path, str(key)), f"{key!s} is not a setting of "
-                                         f"{where}.", hint, "unknown"))
+                if f.unknown == "warning":
+                    self.issues.append(warning(_join(path, str(key)), f"{key!s} is not a setting "
+                                               f"of {where}, so it is ignored.", hint, "unknown"))
+                else:
+                    self.issues.append(error(_join(path, str(key)), f"{key!s} is not a setting of "
+                                             f"{where}.", hint, "unknown"))
         for a in f.attributes:
             p = _join(path, a.name)
             present = a.name in value and value[a.name] is not None
@@ -444,8 +474,9 @@ class _Walker:
                                             "starting with '- '.", "structure"))
                 return
             if len(raw) < lo:
-                self.issues.append(error(p, f"{c.title}: needs at least {lo}, has {len(raw)}.",
-                                         "Add more.", "count"))
+                make = warning if c.soft_min is not None and len(raw) >= c.soft_min else error
+                self.issues.append(make(p, f"{c.title}: needs at least {lo}, has {len(raw)}.",
+                                        "Add more.", "count"))
             if hi is not None and len(raw) > hi:
                 self.issues.append(error(p, f"{c.title}: at most {hi} allowed, has {len(raw)}.",
                                          "Remove some.", "count"))
