@@ -122,6 +122,11 @@ class Feature:
     # the engine accepts as few as ``soft_min`` instances of a cloneable feature: fewer than
     # ``card[0]`` but at least this many is a warning (``card[0]`` stays the form's minimum)
     soft_min: int | None = None
+    # each instance of a scoped (cloneable) feature is a product of its own: conditions inside
+    # it see that instance's selection only, and ``constraints`` (paths under this feature) are
+    # evaluated per instance (a multi-stage merge: each stage picks its own method)
+    scoped: bool = False
+    constraints: list[Constraint] = field(default_factory=list)
     parent: "Feature | None" = field(default=None, repr=False)
     path: str = ""
 
@@ -337,6 +342,7 @@ class _Walker:
         self.model = model
         self.selection = Selection()
         self.issues: list[Issue] = []
+        self.scopes: dict[str, Selection] = {}  # data path of a scoped instance -> its selection
 
     # pass 1 ---------------------------------------------------------------------------------
     def collect(self, f: Feature, value: dict, model_path: str, path: str) -> None:
@@ -356,11 +362,31 @@ class _Walker:
                     for i, item in enumerate(raw):
                         inst, _ = normalise_instance(c, item)
                         if inst is not None:
-                            self.collect(c, inst, c.path, f"{_join(path, c.name)}[{i}]")
+                            item_path = f"{_join(path, c.name)}[{i}]"
+                            if c.scoped:
+                                self._collect_scoped(c, inst, item_path)
+                            else:
+                                self.collect(c, inst, c.path, item_path)
                 continue
             inst, _ = normalise_instance(c, raw)
             if inst is not None:
                 self.collect(c, inst, c.path, _join(path, c.name))
+
+    def _collect_scoped(self, c: Feature, inst: dict, item_path: str) -> None:
+        outer, sub = self.selection, Selection()
+        self.selection = sub
+        try:
+            self.collect(c, inst, c.path, item_path)
+        finally:
+            self.selection = outer
+        self.scopes[item_path] = sub
+        outer.scopes[item_path] = sub
+        outer.features |= sub.features
+        for k, n in sub.counts.items():
+            outer.counts[k] = outer.counts.get(k, 0) + n
+        for k, vals in sub.attributes.items():
+            outer.attributes.setdefault(k, []).extend(vals)
+        outer.assumed.update(sub.assumed)
 
     def _assume(self, f: Feature, value: dict) -> None:
         """A misspelled choice (``method: tie``) is an error, reported in pass 2; the rest of the
@@ -491,7 +517,24 @@ class _Walker:
             self.issues.append(error(p, f"{c.title} {problem}, not {raw!r}."[:300],
                                      c.description, "structure"))
             return
-        self.check(c, inst, c.path, p)
+        scope = self.scopes.get(p) if c.scoped else None
+        if scope is None:
+            self.check(c, inst, c.path, p)
+            return
+        outer, self.selection = self.selection, scope
+        try:
+            self.check(c, inst, c.path, p)
+            for con in c.constraints:
+                try:
+                    ok = con.expr.evaluate(scope)
+                except Exception as exc:  # a bug in a rule must not pass silently
+                    self.issues.append(_internal(p, f"the rule '{con.message}'", exc))
+                    continue
+                if not ok:
+                    where = p + con.path[len(c.path):] if con.path.startswith(c.path) else p
+                    self.issues.append(Issue(con.severity, where, con.message, con.hint, con.code))
+        finally:
+            self.selection = outer
 
 
 def _internal(path: str, what: str, exc: BaseException) -> Issue:

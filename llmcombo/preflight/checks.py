@@ -299,3 +299,22 @@ def _check_tokenizers(kind: str, m: dict, slots, infos) -> list[Issue]:
                                 code="no_tokenizer"))
     return issues
 
+
+
+def check_stage_models(config: dict, base_dir=None) -> list[Issue]:
+    """Model-aware checks of a multi-stage merge: each stage as a merge of its own, leaving out
+    the references to other stages (their results do not exist before the run)."""
+    from llmcombo.featuremodel import paths as P
+
+    issues: list[Issue] = []
+    for i, stage in enumerate(as_list(config.get("stages"))):
+        if not isinstance(stage, dict) or not isinstance(stage.get("merge"), dict):
+            continue
+        stage_refs = {s.path.removeprefix(f"stages[{i}].") for s in model_slots(config)
+                      if s.role == "stage" and s.path.startswith(f"stages[{i}].")}
+        for issue in check_models({"merge": stage["merge"]}, base_dir):
+            if any(issue.path == r or issue.path.startswith(r + ".") for r in stage_refs):
+                continue
+            path = P.join(f"stages[{i}]", issue.path) if issue.path else f"stages[{i}]"
+            issues.append(Issue(issue.severity, path, issue.message, issue.hint, issue.code))
+    return issues

@@ -2,8 +2,9 @@
 
 Each *family* of combinations is one alternative under the root: ``merge`` (weight-space merges,
 :mod:`~llmcombo.productline.merge`), ``moe`` (mixtures of experts, :mod:`~llmcombo.productline.moe`),
-and the families that plugins register (the runtime ensembles, multi-stage merges, the search).
-A configuration is YAML shaped like mergekit's own files, under one key per family::
+``stages`` (multi-stage merges, :mod:`~llmcombo.productline.stages`) and the families that
+plugins register. A configuration is YAML shaped like mergekit's own files, under one key per
+family::
 
     merge:                       moe:
       method: ties                 base_model: zoo:base
@@ -29,6 +30,7 @@ from llmcombo.featuremodel import (Attribute, Check, Constraint, Feature, Featur
                                    StringType, alternative)
 from llmcombo.productline import merge as _merge
 from llmcombo.productline import moe as _moe
+from llmcombo.productline import stages as _stages
 from llmcombo.productline.merge import METHOD_PREFIX, method_name, method_path
 from llmcombo.productline.registry import (MethodInfo, ParamInfo, chat_templates, merge_methods,
                                            moe_architectures)
@@ -97,6 +99,9 @@ register_family(Family("merge", _merge.branch, _merge.model_slots, "llmcombo.gen
                        "mergekit", "Merge", "llmcombo.preflight:check_models"))
 register_family(Family("moe", _moe.branch, _moe.model_slots, "llmcombo.generate:moe_document",
                        "mergekit", "Mixture of experts", "llmcombo.preflight:check_models"))
+register_family(Family("stages", _stages.branch, _stages.model_slots,
+                       "llmcombo.generate:stages_document", "mergekit", "Multi-stage merge",
+                       "llmcombo.preflight.checks:check_stage_models"))
 
 
 @functools.lru_cache(maxsize=1)
@@ -142,6 +147,8 @@ def check_model_refs(data: dict, ctx: Any) -> list:
 
     issues = []
     for slot in model_slots(data):
+        if slot.role == "stage":
+            continue
         problem = modelref.scheme_problem(slot.ref.split("+")[0])
         if problem is not None:
             issues.append(error(slot.path, problem[0], problem[1], "model_missing"))
