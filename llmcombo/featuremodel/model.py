@@ -304,12 +304,15 @@ class FeatureModel:
 
 
 def _dedupe(issues: list[Issue]) -> list[Issue]:
-    """Drop repeats, and a generic "required" error where a constraint explains the same field."""
+    """Drop repeats, a generic "required" error where a constraint explains the same field, and
+    a generic "ignored" warning where a check says more precisely what happens to the field."""
     explained = {i.path for i in issues if i.code == "requires"}
+    specific = {i.path for i in issues if i.code != "ignored"}
     seen, out = set(), []
     for i in issues:
         key = (i.severity, i.path, i.message)
-        if key in seen or (i.code == "required" and i.path in explained):
+        if key in seen or (i.code == "required" and i.path in explained) \
+                or (i.code == "ignored" and i.path in specific):
             continue
         seen.add(key)
         out.append(i)

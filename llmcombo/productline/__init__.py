@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -39,6 +40,7 @@ from llmcombo.productline.tables import (DTYPES, GATE_MODES, METHOD_HELP, PARAM_
                                          RANDOM_GATES, param_domain)
 
 Branch = Callable[[], tuple[Feature, list[Constraint], list[Check]]]
+_PLACEHOLDER = re.compile(r"\$\{[^}]*\}|\{\{[^}]*\}\}|\{[A-Za-z_][A-Za-z0-9_]*\}|<[A-Z][A-Z0-9_]*>")
 
 
 @dataclass(frozen=True)
@@ -143,12 +145,17 @@ def check_model_refs(data: dict, ctx: Any) -> list:
     """``zoo:domotic`` -> "there is no zoo model called 'domotic'. Did you mean zoo:domotica?"
     (mergekit and transformers cannot load such a name). Reads no file."""
     from llmcombo import modelref
-    from llmcombo.featuremodel import error
+    from llmcombo.featuremodel import error, warning
 
     issues = []
     for slot in model_slots(data):
         if slot.role == "stage":
             continue
+        if _PLACEHOLDER.search(slot.ref):
+            issues.append(warning(slot.path, f"{slot.ref} looks like a template placeholder that "
+                                             "was not filled in; mergekit would look for a model "
+                                             "of that name.", "Replace it with a folder or a Hub "
+                                                              "id.", "placeholder"))
         problem = modelref.scheme_problem(slot.ref.split("+")[0])
         if problem is not None:
             issues.append(error(slot.path, problem[0], problem[1], "model_missing"))

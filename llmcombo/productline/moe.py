@@ -160,7 +160,9 @@ def _check_architecture(moe: dict) -> list[Issue]:
                                                    "shared experts." if len(found) > 1 else ""),
                       "Remove the shared experts, or give them as the output architecture needs.",
                       "architecture")]
-    forced = [k for k in found if k in refused]
+    # architecture: qwen also matches Qwen3 MoE; say something only when the architecture
+    # named exactly refuses (the others may still be built, from other models)
+    forced = [k for k in found if k in refused and isinstance(arch, str) and k == arch.lower()]
     if arch and arch != "auto" and forced:
         return [warning("moe.shared_experts", " ".join(refused[k] for k in forced)
                         + " mergekit can only build the others: "
