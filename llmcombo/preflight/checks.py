@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 
 from llmcombo.featuremodel.issues import Issue, error, warning
-from llmcombo.preflight.models import TOKENIZER_FILES, ModelInfo, cfg_get, inspect_model
+from llmcombo.preflight.models import TOKENIZER_FILES, ModelInfo, cfg_get, inspect_models
 from llmcombo.productline import ModelSlot, family_of, model_slots
 from llmcombo.shapes import as_list
 
@@ -23,11 +23,8 @@ def check_models(config: dict, base_dir=None) -> list[Issue]:
     slots = model_slots(config)
     issues: list[Issue] = []
     infos: dict[str, ModelInfo] = {}
-    for slot in slots:
-        if slot.ref in infos:
-            continue
-        info, found = inspect_model(slot.ref, slot.path, base_dir)
-        infos[slot.ref] = info
+    for ref, (info, found) in inspect_models([(s.ref, s.path) for s in slots], base_dir).items():
+        infos[ref] = info
         issues += found
     loaded = [(s, infos[s.ref]) for s in slots if infos[s.ref].config is not None]
     for slot, info in loaded:
@@ -185,17 +182,17 @@ def _check_slices(m: dict, infos) -> list[Issue]:
                 issues.append(error(path, f"layer_range {list(lr)} starts before the first layer "
                                     "(layers are numbered from 0).", "Use a start of 0 or more.",
                                     code="layer_range"))
-            if end <= start:
-                issues.append(error(path, f"layer_range {list(lr)} is empty: the end must be "
-                                    "greater than the start.",
-                                    "The end is exclusive: [0, 4] means layers 0, 1, 2 and 3.",
-                                    code="layer_range"))
+            if end <= start:  # mergekit stacks no layer for it (a warning: it runs)
+                issues.append(warning(path, f"layer_range {list(lr)} is empty: the end must be "
+                                      "greater than the start, or this source adds no layer.",
+                                      "The end is exclusive: [0, 4] means layers 0, 1, 2 and 3.",
+                                      code="layer_range"))
             if n is not None and end > n:
                 issues.append(error(path, f"layer_range {list(lr)} goes past the end of {name}, "
                                     f"which has {n} layers (numbered 0 to {n - 1}).",
                                     f"Use an end of at most {n}; the end is exclusive.",
                                     code="layer_range"))
-            if start < 0 or end <= start or (n is not None and end > n):
+            if start < 0 or (n is not None and end > n):
                 continue
             spans.append((j, end - start))
         if len({s for _, s in spans}) > 1:
