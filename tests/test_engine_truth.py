@@ -321,3 +321,20 @@ def test_llmcombo_errors_exactly_where_mergekit_fails(case, m, tmp_path):
 def test_the_cases_cover_both_verdicts_and_every_error_code():
     verdicts = [c[3] for c in CASES]
     assert verdicts.count("error") >= 40 and verdicts.count("runs") >= 30
+
+
+def test_module_names_come_from_mergekits_description_of_the_architecture(m, tmp_path):
+    from llmcombo.importer import as_configuration
+    from llmcombo.validation import validate_full
+
+    def doc(name):
+        return {"merge_method": "linear", "modules": {name: {"models": [
+            {"model": m["a"], "parameters": {"weight": 0.5}},
+            {"model": m["b"], "parameters": {"weight": 0.5}}]}}}
+
+    wrong = validate_full(as_configuration(doc("text_decoder")))
+    assert [i.path for i in wrong if i.is_error] == ["merge.modules[0].name"]
+    assert "default" in wrong[0].hint
+    assert mergekit_outcome("merge", doc("text_decoder"), tmp_path / "x") is not None
+    assert not [i for i in validate_full(as_configuration(doc("default"))) if i.is_error]
+    assert mergekit_outcome("merge", doc("default"), tmp_path / "y") is None

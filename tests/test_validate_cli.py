@@ -130,3 +130,31 @@ def test_a_template_with_placeholders_is_explained(tmp_path, capsys):
     """))
     code, out, _ = run(["validate", "--no-preflight", str(p)], capsys)
     assert code == 0 and "template placeholder" in out
+
+
+def test_validate_with_preflight_of_a_merge_imports_no_torch_either(tmp_path):
+    """Pre-flight reads config.json files; which architectures mergekit knows (and their
+    modules) comes from the snapshot, not from importing mergekit."""
+    for name in ("base", "a", "b"):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "config.json").write_text(json.dumps({
+            "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 8,
+            "intermediate_size": 16, "num_attention_heads": 2, "num_hidden_layers": 2,
+            "vocab_size": 32}))
+        (d / "model.safetensors").write_bytes(b"never read")
+        (d / "tokenizer.json").write_text("{}")
+    cfg = tmp_path / "ties.yml"
+    cfg.write_text(yaml.safe_dump({
+        "merge_method": "ties", "base_model": "./base", "modules": {"text_decoder": {"models": [
+            {"model": "./a", "parameters": {"weight": 0.5}},
+            {"model": "./b", "parameters": {"weight": 0.5}}]}}}))
+    code = ("import sys\nfrom llmcombo.cli import main\n"
+            f"rc = main(['validate', {str(cfg)!r}])\n"
+            "sys.stderr.write('HEAVY=' + ','.join(m for m in ('torch', 'transformers', 'peft', "
+            "'mergekit') if m in sys.modules))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=dict(os.environ, HF_HUB_OFFLINE="1"), timeout=300)
+    assert proc.stderr.strip().endswith("HEAVY="), proc.stderr[-2000:]
+    assert "merge.modules[0].name: LlamaForCausalLM models have no module 'text_decoder'" \
+        in proc.stdout

@@ -132,8 +132,35 @@ def _check_merge(m: dict, slots, infos) -> list[Issue]:
                 "tokenizer_source: base (keep the base model's tokens).", code="vocab_mismatch"))
     if uses_slices:
         issues += _check_slices(m, infos)
+    issues += _check_modules(m, ref_slot, ref_info)
     if method == "passthrough" and not uses_slices and len(as_list(m.get("models"))) > 1:
         pass  # structural: the validation of the configuration reports it
+    return issues
+
+
+def _check_modules(m: dict, ref_slot: ModelSlot, ref_info: ModelInfo) -> list[Issue]:
+    """mergekit merges each module of a multi-module model (a language model, a vision tower
+    ...) by the name its description of the architecture gives it: a module of another name
+    stops the merge (a KeyError), and slices only work for single-module models."""
+    from llmcombo.productline.registry import modules_of
+
+    arch, mtype = _family(ref_info)
+    known = modules_of(arch, mtype) if arch else None
+    if known is None:
+        return []
+    issues = []
+    for k, mod in enumerate(as_list(m.get("modules"))):
+        name = mod.get("name") if isinstance(mod, dict) else None
+        if isinstance(name, str) and name not in known:
+            issues.append(error(f"merge.modules[{k}].name",
+                                f"{arch} models have no module {name!r}; mergekit's description "
+                                f"of them has {', '.join(known)}.",
+                                f"Use one of: {', '.join(known)}.", "module"))
+    if m.get("slices") and len(known) > 1:
+        issues.append(error("merge.slices", f"{arch} models have several modules "
+                                            f"({', '.join(known)}); mergekit only stacks slices "
+                                            "of single-module models.",
+                            "Write the slices under modules: one entry per module.", "module"))
     return issues
 
 
@@ -145,10 +172,10 @@ def _fam_text(fam) -> str:
 
 
 def _check_known_arch(slot: ModelSlot, info: ModelInfo) -> list[Issue]:
-    from llmcombo.engine.moe import known_architectures
+    from llmcombo.productline.registry import architectures
 
     arch = _family(info)[0]
-    known = known_architectures()
+    known = architectures()  # from the snapshot: no mergekit import
     if arch and arch not in known:
         return [warning(slot.path, f"mergekit has no built-in description of the {arch} "
                         "architecture; it will try to infer the layout from the weights, which can "
