@@ -26,6 +26,7 @@ class Configuration(dict):
         self.base_dir = Path(base_dir) if base_dir is not None else None
         self.source = str(source) if source is not None else None
         self.imported_from = imported_from
+        self.original: Any = None  # the mergekit document(s) it was imported from, as read
 
     @property
     def family(self) -> str | None:

@@ -142,11 +142,14 @@ def import_mergekit(data: Any) -> Configuration:
 
 
 def as_configuration(data: Any, *, base_dir: Any = None, source: Any = None) -> Configuration:
-    """An llmcombo configuration from parsed data; mergekit documents are imported."""
+    """An llmcombo configuration from parsed data; mergekit documents are imported (the
+    configuration keeps the documents as read in ``original``: validation checks them against
+    mergekit's schema as they were written)."""
     if isinstance(data, Configuration) and base_dir is None:
         return data
     if is_mergekit_document(data) or isinstance(data, Documents):
         cfg = import_mergekit(data)
+        cfg.original = data
         cfg.base_dir = Path(base_dir) if base_dir else None
         cfg.source = str(source) if source else None
         return cfg

@@ -60,12 +60,33 @@ def schema_issues(config: Any, base_dir: Any = None) -> list[Issue]:
                  for i, d in enumerate(doc["documents"])]
     else:
         parts = [(None, kind, doc)]
+    original = getattr(config, "original", None)
+    if original is not None and not _unchanged(original, config):
+        original = None  # edited since it was imported: the generated document is what counts
+    if original is not None:  # the file as written: what mergekit-yaml itself would read
+        from llmcombo.configuration import Documents
+
+        docs = list(original) if isinstance(original, Documents) else [original]
+        parts = [(i if kind == "multimerge" else None, kind if kind != "multimerge" else "merge",
+                  {k: v for k, v in d.items() if k not in ("name", "description")})
+                 for i, d in enumerate(docs) if isinstance(d, dict)] + parts
     for index, k, d in parts:
         for path, message in problems(k, d):
             where = _config_path(k, path, d, index)
-            issues.append(error(where, f"mergekit refuses this: {message}.",
-                                "See mergekit's configuration format.", "mergekit"))
+            if not _covered(where, issues):
+                issues.append(error(where, f"mergekit refuses this: {message}.",
+                                    "See mergekit's configuration format.", "mergekit"))
     return issues
+
+
+def _unchanged(original: Any, config: Any) -> bool:
+    from llmcombo.errors import UserError
+    from llmcombo.importer import import_mergekit
+
+    try:
+        return dict(import_mergekit(original)) == dict(config)
+    except UserError:
+        return False
 
 
 def _covered(path: str, by: list[Issue]) -> bool:

@@ -117,3 +117,21 @@ def test_a_density_of_zero_at_one_point_of_a_gradient_is_fine():
     doc = ties()
     doc["models"][0]["parameters"]["density"] = [0, 0.5, 1]
     assert issues(doc) == []
+
+
+def test_what_mergekit_would_refuse_in_the_file_as_written_is_an_error():
+    # llmcombo's own format lets one model be written without a list; mergekit's does not
+    doc = {"merge_method": "linear", "models": {"model": "org/a", "parameters": {"weight": 1}}}
+    cfg = as_configuration(doc)
+    found = validate_full(cfg, preflight=False)
+    assert [(i.path, i.code) for i in found if i.is_error] == [("merge.models", "mergekit")]
+    # once edited, the configuration is judged as it is now
+    cfg["merge"]["models"] = [cfg["merge"]["models"]]
+    assert validate_full(cfg, preflight=False) == []
+
+
+def test_layer_ranges_written_as_text_are_read_as_whole_numbers():
+    doc = {"merge_method": "passthrough",
+           "slices": [{"sources": [{"model": "org/a", "layer_range": ["0", 2.0]}]}]}
+    [issue] = issues(doc)
+    assert issue.code == "coerced" and "read as [0, 2]" in issue.message

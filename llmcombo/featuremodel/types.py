@@ -309,10 +309,17 @@ class RangeType(AttrType):
     uvl_type = "String"
     minimum: int = 0
     empty: str = "error"  # what an empty range (start >= end) is: an error, or a warning
+    coerce: Coercer | None = field(default=None, repr=False, compare=False)  # for each bound
 
     def check(self, value, path, label):
         ok = (isinstance(value, (list, tuple)) and len(value) == 2
               and all(isinstance(v, int) and not isinstance(v, bool) for v in value))
+        if not ok and self.coerce is not None and isinstance(value, (list, tuple)) \
+                and len(value) == 2:
+            read = [self.coerce(v) for v in value]
+            if all(r[0] for r in read):
+                values = [r[1] for r in read]
+                return [_coerced(path, label, list(value), values)] + self.check(values, path, label)
         if not ok:
             return [error(path, f"{label} must be two whole numbers [start, end], not {_show(value)}.",
                           "Write it like [0, 4].", "type")]

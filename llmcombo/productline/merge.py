@@ -252,7 +252,8 @@ def _inputs_features(root: str) -> tuple[Feature, Feature]:
         "sources", label="input slices", card=(1, MANY), unknown="warning",
         attributes=[
             Attribute("model", model_ref, required=True, label="model"),
-            Attribute("layer_range", RangeType(empty="warning"), required=True, label="layer range",
+            Attribute("layer_range", RangeType(empty="warning", coerce=coercer("int")),
+                      required=True, label="layer range",
                       description="[start, end): the layers taken from this model, end excluded"),
         ],
         children=[Feature("parameters", label="parameters for this source", optional=True,
