@@ -109,7 +109,7 @@ def stages_document(config: dict, base_dir: Any = None, resolve: bool = True) ->
     docs = []
     for s in as_list(config["stages"]):
         doc = merge_doc(s["merge"], base_dir, resolve, ref)
-        docs.append({"name": s["name"], **doc} if s.get("name") else doc)
+        docs.append({"name": s["name"], **doc} if s.get("name") is not None else doc)
     return "multimerge", {"documents": docs, "final": final_index(config)}
 
 

@@ -250,7 +250,7 @@ def check_moe(data: dict, ctx: Any) -> list[Issue]:
     if shared and any(with_prompts) and not all(with_prompts):
         issues.append(error("moe.shared_experts", "Give prompts to every shared expert or to none.",
                             code="prompts"))
-    loaded = {moe.get("base_model")} | {e.get("source_model") for e in experts}
+    loaded = [moe.get("base_model")] + [e.get("source_model") for e in experts]
     for i, e in enumerate(shared):
         if e.get("source_model") not in loaded:
             issues.append(error(f"moe.shared_experts[{i}].source_model",

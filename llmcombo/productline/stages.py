@@ -52,6 +52,12 @@ def stages_branch() -> Feature:
     )
 
 
+def _name(stage: Any) -> str | None:
+    """A stage's name when it is text (another value is reported by the name's type)."""
+    name = stage.get("name") if isinstance(stage, dict) else None
+    return name if isinstance(name, str) and name else None
+
+
 def stage_names(config: Any) -> list[str]:
     return [s["name"] for s in as_list(as_dict(config).get(ROOT))
             if isinstance(s, dict) and isinstance(s.get("name"), str) and s["name"]]
@@ -84,7 +90,7 @@ def dependencies(config: Any) -> dict[str, set[str]]:
     deps: dict[str, set[str]] = {}
     for s in as_list(as_dict(config).get(ROOT)):
         if isinstance(s, dict):
-            deps[s.get("name") or ""] = {n for _p, n in uses(s, names)}
+            deps[_name(s) or ""] = {n for _p, n in uses(s, names)}
     return deps
 
 
@@ -95,12 +101,12 @@ def final_index(config: Any) -> int | None:
     if not stages:
         return None
     for i, s in enumerate(stages):
-        if isinstance(s, dict) and not s.get("name"):
+        if isinstance(s, dict) and s.get("name") is None:
             return i
     used = set().union(*dependencies(config).values()) if stages else set()
     for i in range(len(stages) - 1, -1, -1):
         s = stages[i]
-        if isinstance(s, dict) and s.get("name") not in used:
+        if isinstance(s, dict) and _name(s) not in used:
             return i
     return len(stages) - 1
 
@@ -145,10 +151,12 @@ def check_stages(data: dict, ctx: Any) -> list[Issue]:
     for i, s in enumerate(stages):
         if not isinstance(s, dict):
             continue
-        name = s.get("name")
-        if not name:
+        name = _name(s)
+        if s.get("name") is None or s.get("name") == "":
             unnamed.append(i)
             continue
+        if name is None:
+            continue  # not text: the name's own check says so
         if name in seen:
             issues.append(error(f"{ROOT}[{i}].name", f"two stages are named {name!r} (stages "
                                                      f"{seen[name] + 1} and {i + 1}); "
@@ -163,8 +171,7 @@ def check_stages(data: dict, ctx: Any) -> list[Issue]:
                             "Name every stage but the output.", "required"))
     cycle = _cycle(dependencies(data))
     if cycle:
-        where = next((i for i, s in enumerate(stages) if isinstance(s, dict)
-                      and (s.get("name") or "") == cycle[0]), 0)
+        where = next((i for i, s in enumerate(stages) if (_name(s) or "") == cycle[0]), 0)
         issues.append(error(f"{ROOT}[{where}].merge", "these stages use each other in a circle: "
                                                       + " -> ".join(cycle)
                                                       + "; mergekit-multimerge cannot order them.",
