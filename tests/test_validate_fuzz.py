@@ -72,7 +72,7 @@ _stages = st.fixed_dictionaries({"stages": st.lists(st.fixed_dictionaries(
     {}, optional={"name": documents, "merge": st.one_of(documents, _merge_docs)}), max_size=3)})
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(_merge_docs, _moe_docs, _stages,
                  st.lists(_merge_docs, min_size=2, max_size=3).map(Documents)))
 def test_mergekit_shaped_documents_never_break_a_rule(doc):
