@@ -100,6 +100,22 @@ CASES = [
     ("filtered weight only", "merge",
      lambda m: ta(m, pa={"weight": [{"filter": "nomatch", "value": 0.2}]}), "runs?", "required"),
     ("slerp without t", "merge", lambda m: two(m, "slerp"), "error", "merge.parameters.t"),
+    ("ties without base", "merge", lambda m: {k: v for k, v in ta(m).items() if k != "base_model"},
+     "error", "merge.base_model"),
+    ("nuslerp one model", "merge",
+     lambda m: {"merge_method": "nuslerp", "models": [{"model": m["a"], "parameters": {"weight": 1}}]},
+     "error", "merge.models"),
+    ("model as a number", "merge", lambda m: {**ta(m), "models": [{"model": 7}]}, "error",
+     "merge.models[0].model"),
+    ("gradient mixing entries and numbers", "merge",
+     lambda m: ta(m, pa={"weight": [{"filter": "mlp", "value": 0.2}, 0.5]}), "error",
+     "merge.models[0].parameters.weight"),
+    ("filtered entry without value", "merge",
+     lambda m: ta(m, pa={"weight": [{"filter": "mlp"}]}), "error",
+     "merge.models[0].parameters.weight[0]"),
+    ("token source of an unknown kind", "merge",
+     lambda m: ta(m, tokenizer={"source": "union", "tokens": {"hello": {"source": {"kind": "one"}}}}),
+     "error", "merge.tokenizer.tokens.hello"),
     ("weight is text", "merge", lambda m: ta(m, pa={"weight": "heavy"}),
      "error", "merge.models[0].parameters.weight"),
     ("weight null", "merge", lambda m: ta(m, pa={"weight": None}),
@@ -338,3 +354,38 @@ def test_module_names_come_from_mergekits_description_of_the_architecture(m, tmp
     assert mergekit_outcome("merge", doc("text_decoder"), tmp_path / "x") is not None
     assert not [i for i in validate_full(as_configuration(doc("default"))) if i.is_error]
     assert mergekit_outcome("merge", doc("default"), tmp_path / "y") is None
+
+
+@pytest.mark.parametrize("docs, where", [
+    ([{"name": "x", "merge_method": "linear"}, {"name": "x", "merge_method": "linear"}],
+     "stages[1].name"),
+    ([{"merge_method": "linear"}, {"merge_method": "linear"}], "stages[1].name"),
+    ([{"name": "x", "merge_method": "linear", "other": "y"},
+      {"name": "y", "merge_method": "linear", "other": "x"}], "stages[0].merge"),
+], ids=["duplicate names", "two unnamed stages", "a cycle"])
+def test_stage_errors_are_mergekit_multimerges_refusals(docs, where, m, tmp_path):
+    """mergekit-multimerge's own load_config / make_tasks refuse what llmcombo calls an error."""
+    import yaml as _yaml
+
+    from mergekit.scripts.multimerge import load_config, make_tasks
+
+    from llmcombo.configuration import Documents
+    from llmcombo.importer import as_configuration
+    from llmcombo.run import RunOptions
+    from llmcombo.validation import validate_full
+
+    full = []
+    for d in docs:
+        d = dict(d)
+        other = d.pop("other", None)
+        d["models"] = [{"model": other or m["a"], "parameters": {"weight": 0.5}},
+                       {"model": m["b"], "parameters": {"weight": 0.5}}]
+        full.append(d)
+    errors = [i for i in validate_full(as_configuration(Documents(full)), preflight=False)
+              if i.is_error]
+    assert any(i.path == where for i in errors), [i.format() for i in errors]
+    text = _yaml.safe_dump_all(full)
+    with pytest.raises(ValueError):
+        configs, deps = load_config(text, str(tmp_path))
+        make_tasks(configs, deps, RunOptions(device="cpu").merge_options(), str(tmp_path),
+                   str(tmp_path / "out"), True)

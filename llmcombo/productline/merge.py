@@ -664,10 +664,11 @@ def _check_chat_template(merge: dict, root: str) -> list[Issue]:
 def _check_modules(merge: dict, root: str) -> list[Issue]:
     names = [m.get("name") for m in as_list(merge.get("modules")) if isinstance(m, dict)]
     dupes = sorted({str(n) for n in names if n is not None and names.count(n) > 1})
-    if dupes:
-        return [error(f"{root}.modules", f"the module {', '.join(dupes)} is listed more than once; "
-                                         "mergekit's modules are a mapping, so one would replace "
-                                         "the other.", "Give each module once.", "duplicate")]
+    if dupes:  # a mergekit file cannot say it: YAML keeps the last of two equal keys
+        return [warning(f"{root}.modules", f"the module {', '.join(dupes)} is listed more than "
+                                           "once; mergekit's modules are a mapping, so the last "
+                                           "one replaces the others.", "Give each module once.",
+                        "duplicate")]
     return []
 
 
