@@ -366,7 +366,6 @@ def test_module_names_come_from_mergekits_description_of_the_architecture(m, tmp
 def test_stage_errors_are_mergekit_multimerges_refusals(docs, where, m, tmp_path):
     """mergekit-multimerge's own load_config / make_tasks refuse what llmcombo calls an error."""
     import yaml as _yaml
-
     from mergekit.scripts.multimerge import load_config, make_tasks
 
     from llmcombo.configuration import Documents
