@@ -34,7 +34,9 @@ MERGE_ROOT = f"{ROOT}.merge"
 
 
 def _stage_check(value: dict, path: str, ctx: Any) -> list[Issue]:
-    return _merge.merge_issues(value.get("merge"), f"{path}.merge")
+    from llmcombo.productline.merge_checks import merge_issues
+
+    return merge_issues(value.get("merge"), f"{path}.merge")
 
 
 def stages_branch() -> Feature:
