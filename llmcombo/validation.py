@@ -26,18 +26,18 @@ def _config_path(kind: str, doc_path: str, document: dict, index: int | None = N
     """A path in a generated mergekit document as the path of the configuration's field."""
     from llmcombo.featuremodel import paths as P
 
-    tokens = P.parse(doc_path)
+    tokens: list[P.Token] = P.parse(doc_path)
     if kind == "moe":
-        return P.fmt(["moe"] + tokens)
-    prefix: list = ["merge"] if index is None else ["stages", index, "merge"]
+        return P.fmt(["moe", *tokens])
+    prefix: list[P.Token] = ["merge"] if index is None else ["stages", index, "merge"]
     if tokens[:1] == ["merge_method"]:
-        tokens = ["method"] + tokens[1:]
+        tokens = ["method", *tokens[1:]]
     elif tokens[:1] == ["name"] and index is not None:
         return P.fmt(["stages", index, "name"])
     elif tokens[:1] == ["modules"] and len(tokens) > 1:
         names = list((document.get("modules") or {}).keys())
         pos = names.index(tokens[1]) if tokens[1] in names else 0
-        tokens = ["modules", pos] + tokens[2:]
+        tokens = ["modules", pos, *tokens[2:]]
     return P.fmt(prefix + tokens)
 
 
@@ -54,7 +54,8 @@ def schema_issues(config: Any, base_dir: Any = None) -> list[Issue]:
         kind, doc = fam.generate(config, base_dir, False)
     except Exception:  # noqa: BLE001 - a shape the generator cannot read: the rules said why
         return []
-    issues = []
+    issues: list[Issue] = []
+    parts: list[tuple[int | None, str, dict]]
     if kind == "multimerge":
         parts = [(i, "merge", {k: v for k, v in d.items() if k != "name"})
                  for i, d in enumerate(doc["documents"])]

@@ -535,7 +535,8 @@ class _Walker:
                     continue
                 if not ok:
                     where = p + con.path[len(c.path):] if con.path.startswith(c.path) else p
-                    self.issues.append(Issue(con.severity, where, con.message, con.hint, con.code))
+                    make = error if con.severity == "error" else warning
+                    self.issues.append(make(where, con.message, con.hint, con.code))
         finally:
             self.selection = outer
 
