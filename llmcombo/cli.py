@@ -62,30 +62,69 @@ def cmd_featuremodel(args: argparse.Namespace) -> int:
 
 
 def _args_validate(p: argparse.ArgumentParser) -> None:
-    p.add_argument("path", help="an llmcombo configuration or a mergekit YAML (detected)")
+    p.add_argument("paths", nargs="+", metavar="path",
+                   help="llmcombo configurations or mergekit YAMLs (detected; a mergekit-multimerge "
+                        "file with several documents too)")
     p.add_argument("--no-preflight", action="store_true",
                    help="skip the model-aware checks that read each model's config.json")
+    p.add_argument("--format", choices=["text", "json"], default="text",
+                   help="text: one line per issue and a summary; json: one object for tools")
 
 
-@command("validate", "check a configuration and print its issues", _args_validate)
-def cmd_validate(args: argparse.Namespace) -> int:
+def validate_file(path: str, preflight: bool) -> dict:
+    """One file's verdict: ``{"path", "valid", "errors", "warnings", "issues": [...]}``; a file
+    that cannot be read or is not a configuration is one error (never a traceback)."""
     from llmcombo.importer import load_any
     from llmcombo.validation import validate_full
 
-    config = load_any(args.path)
-    issues = validate_full(config, preflight=not args.no_preflight)
-    errors = [i for i in issues if i.severity == "error"]
-    for issue in issues:
-        print(issue.format())
-    if errors:
-        print(f"{len(errors)} error(s), {len(issues) - len(errors)} warning(s): not valid.")
-        return 1
-    print(f"valid ({len(issues)} warning(s)).")
-    return 0
+    try:
+        config = load_any(path)
+        issues = [i.to_dict() for i in validate_full(config, preflight=preflight)]
+    except UserError as exc:
+        issues = [{"severity": "error", "path": "", "message": exc.message, "hint": exc.hint,
+                   "code": "file"}]
+    errors = sum(1 for i in issues if i["severity"] == "error")
+    return {"path": path, "valid": errors == 0, "errors": errors,
+            "warnings": len(issues) - errors, "issues": issues}
+
+
+@command("validate", "check configurations and print their issues", _args_validate)
+def cmd_validate(args: argparse.Namespace) -> int:
+    import json
+
+    results = [validate_file(p, not args.no_preflight) for p in args.paths]
+    bad = [r for r in results if not r["valid"]]
+    if args.format == "json":
+        print(json.dumps({"files": results, "valid": len(results) - len(bad), "invalid": len(bad)},
+                         indent=2, ensure_ascii=False))
+        return 1 if bad else 0
+    many = len(results) > 1
+    for r in results:
+        for i in r["issues"]:
+            where = i["path"] or "(configuration)"
+            line = f"{i['severity']}: {where}: {i['message']}" + (f" Hint: {i['hint']}" if i["hint"] else "")
+            if i["code"] == "file" and not many:
+                _err(f"error: {i['message']}" + (f" ({i['hint']})" if i["hint"] else ""))
+                continue
+            print(f"{r['path']}: {line}" if many else line)
+        if many:
+            verdict = "valid" if r["valid"] else "not valid"
+            print(f"{r['path']}: {verdict} ({r['errors']} error(s), {r['warnings']} warning(s))")
+    if not many:
+        r = results[0]
+        if r["valid"]:
+            print(f"valid ({r['warnings']} warning(s)).")
+        elif not (len(r["issues"]) == 1 and r["issues"][0]["code"] == "file"):
+            print(f"{r['errors']} error(s), {r['warnings']} warning(s): not valid.")
+        return 0 if r["valid"] else 1
+    warns = sum(r["warnings"] for r in results)
+    print(f"{len(results)} files: {len(results) - len(bad)} valid, {len(bad)} not valid, "
+          f"{sum(r['errors'] for r in results)} error(s), {warns} warning(s).")
+    return 1 if bad else 0
 
 
 def _args_import(p: argparse.ArgumentParser) -> None:
-    p.add_argument("path", help="a mergekit YAML (merge or MoE)")
+    p.add_argument("path", help="a mergekit YAML (merge, MoE, or a mergekit-multimerge file)")
     p.add_argument("-o", "--output", help="write the llmcombo configuration here (default: stdout)")
 
 
@@ -108,17 +147,18 @@ def _args_generate(p: argparse.ArgumentParser) -> None:
 @command("generate", "turn an llmcombo configuration into a mergekit YAML or ensemble spec",
          _args_generate)
 def cmd_generate(args: argparse.Namespace) -> int:
-    from llmcombo.configuration import dump_yaml
+    from llmcombo.errors import raise_for_errors
+    from llmcombo.generate import document_text
     from llmcombo.importer import load_any
     from llmcombo.plan import make_plan
+    from llmcombo.validation import schema_issues
 
-    plan = make_plan(load_any(args.path))
-    doc = plan.resolved_document()
-    if plan.runner == "mergekit":  # what we hand to mergekit is what mergekit accepts
-        from llmcombo.engine.schema import check
-
-        check(plan.kind, doc, "the generated configuration")
-    _write_text(dump_yaml(doc), args.output)
+    config = load_any(args.path)
+    plan = make_plan(config)
+    # what we hand to mergekit is what mergekit's schema accepts
+    raise_for_errors(schema_issues(plan.config, plan.base_dir), "the generated configuration "
+                                                                "is not accepted by mergekit")
+    _write_text(document_text(plan.kind, plan.resolved_document()), args.output)
     return 0
 
 
@@ -156,7 +196,8 @@ def _write_text(text: str, output: str | None) -> None:
 
 
 def _args_merge(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", help="an llmcombo configuration (merge: or moe:) or a mergekit YAML")
+    p.add_argument("config", help="an llmcombo configuration (merge:, moe: or stages:) or a "
+                                  "mergekit YAML (a mergekit-multimerge file too)")
     p.add_argument("out", help="folder for the new model (must not exist unless --overwrite)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="where to compute (auto: CUDA when available)")
@@ -165,6 +206,9 @@ def _args_merge(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-remote-code", action="store_true",
                    help="let transformers run Python code from the model repositories "
                         "(trust_remote_code); off by default")
+    p.add_argument("--allow-same-experts", action="store_true",
+                   help="build a mixture of experts whose experts are all one model (sparse "
+                        "upcycling, to be trained afterwards); mergekit refuses it otherwise")
 
 
 @command("merge", "run a merge or mixture of experts and write the model to OUT", _args_merge)
@@ -173,7 +217,8 @@ def cmd_merge(args: argparse.Namespace) -> int:
     from llmcombo.run import RunOptions, TqdmProgress, run
 
     config = load_any(args.config)
-    options = RunOptions(device=args.device, trust_remote_code=args.allow_remote_code)
+    options = RunOptions(device=args.device, trust_remote_code=args.allow_remote_code,
+                         allow_same_experts=args.allow_same_experts)
     result = run(config, args.out, options=options, progress=TqdmProgress(),
                  overwrite=args.overwrite)
     _err(str(result))

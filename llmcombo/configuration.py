@@ -26,6 +26,7 @@ class Configuration(dict):
         self.base_dir = Path(base_dir) if base_dir is not None else None
         self.source = str(source) if source is not None else None
         self.imported_from = imported_from
+        self.original: Any = None  # the mergekit document(s) it was imported from, as read
 
     @property
     def family(self) -> str | None:
@@ -61,6 +62,11 @@ def dump_yaml(data: Any) -> str:
                      default_flow_style=False)
 
 
+def dump_yaml_documents(docs: list) -> str:
+    """Several YAML documents in one text, separated by ``---`` (one document: no separator)."""
+    return "---\n".join(dump_yaml(d) for d in docs)
+
+
 def _plain(data: Any) -> Any:
     if isinstance(data, dict):
         return {k: _plain(v) for k, v in data.items()}
@@ -69,9 +75,18 @@ def _plain(data: Any) -> Any:
     return data
 
 
+class Documents(list):
+    """A YAML text of several documents (``---`` between them): a mergekit-multimerge file."""
+
+
 def parse_yaml_text(text: str, where: str = "the configuration") -> Any:
+    """The data of a YAML text; several documents (``---``) come back as :class:`Documents`
+    (empty documents left out), one as its data, none as None."""
     try:
-        return yaml.safe_load(text)
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        if len(docs) > 1:
+            return Documents(docs)
+        return docs[0] if docs else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -96,7 +111,11 @@ def read_yaml_file(path: str | os.PathLike) -> Any:
 
 
 def is_mergekit_document(data: Any) -> str | None:
-    """``"merge"`` or ``"moe"`` when ``data`` looks like a mergekit YAML, else None."""
+    """``"merge"`` or ``"moe"`` when ``data`` looks like a mergekit YAML, ``"multimerge"`` for
+    several documents that are all merges (mergekit-multimerge), else None."""
+    if isinstance(data, Documents):
+        kinds = {is_mergekit_document(d) for d in data}
+        return "multimerge" if kinds == {"merge"} else None
     if not isinstance(data, dict):
         return None
     if "merge_method" in data:

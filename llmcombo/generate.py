@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 from llmcombo import modelref
-from llmcombo.configuration import dump_yaml
 from llmcombo.errors import UserError, raise_for_errors
 from llmcombo.productline import family, family_of, families, feature_model, method_name
 from llmcombo.shapes import as_list
@@ -32,28 +31,45 @@ def _drop_none(d: dict) -> dict:
     return {k: v for k, v in d.items() if v is not None}
 
 
-def merge_document(config: dict, base_dir: Any = None, resolve: bool = True) -> tuple[str, dict]:
-    """The mergekit YAML document of a ``merge:`` configuration."""
-    merge = config["merge"]
-    doc: dict[str, Any] = {"merge_method": method_name(merge)}
-    if merge.get("base_model") is not None:
-        doc["base_model"] = _ref(merge["base_model"], base_dir, resolve)
-    if "models" in merge:
-        doc["models"] = [_drop_none({"model": _ref(m["model"], base_dir, resolve),
-                                     "parameters": _params(m)}) for m in as_list(merge["models"])]
-    if "slices" in merge:
+def _inputs(holder: dict, base_dir: Any, resolve: bool, ref=None) -> dict:
+    """``models`` / ``slices`` of a merge or of one of its modules, as mergekit writes them."""
+    ref = ref or (lambda r: _ref(r, base_dir, resolve))
+    out: dict[str, Any] = {}
+    if "models" in holder:
+        out["models"] = [_drop_none({"model": ref(m["model"]), "parameters": _params(m)})
+                         for m in as_list(holder["models"])]
+    if "slices" in holder:
         slices = []
-        for s in as_list(merge["slices"]):
-            sources = [_drop_none({"model": _ref(src["model"], base_dir, resolve),
+        for s in as_list(holder["slices"]):
+            sources = [_drop_none({"model": ref(src["model"]),
                                    "layer_range": list(src["layer_range"]),
                                    "parameters": _params(src)}) for src in as_list(s["sources"])]
             slices.append(_drop_none({
                 "sources": sources,
-                "base_model": _ref(s.get("base_model"), base_dir, resolve),
+                "base_model": ref(s.get("base_model")),
                 "residual_weight": s.get("residual_weight"),
                 "parameters": _params(s),
             }))
-        doc["slices"] = slices
+        out["slices"] = slices
+    return out
+
+
+def merge_doc(merge: dict, base_dir: Any = None, resolve: bool = True, ref=None) -> dict:
+    """The mergekit document of one ``merge`` mapping (``ref`` maps each model reference;
+    default: resolved against ``base_dir`` when ``resolve``)."""
+    ref = ref or (lambda r: _ref(r, base_dir, resolve))
+    doc: dict[str, Any] = {"merge_method": method_name(merge)}
+    if merge.get("base_model") is not None:
+        doc["base_model"] = ref(merge["base_model"])
+    doc.update(_inputs(merge, base_dir, resolve, ref))
+    if "modules" in merge:
+        modules: dict[str, Any] = {}
+        for mod in as_list(merge["modules"]):
+            body = _inputs(mod, base_dir, resolve, ref)
+            if mod.get("parameters"):
+                body["parameters"] = dict(mod["parameters"])
+            modules[str(mod["name"])] = body  # a name given twice: the last wins, as in YAML
+        doc["modules"] = modules
     if merge.get("parameters"):
         doc["parameters"] = dict(merge["parameters"])
     for key in ("dtype", "out_dtype"):
@@ -61,16 +77,45 @@ def merge_document(config: dict, base_dir: Any = None, resolve: bool = True) -> 
             doc[key] = merge[key]
     ts = merge.get("tokenizer_source")
     if ts is not None:
-        doc["tokenizer_source"] = ts if ts in ("base", "union") else _ref(ts, base_dir, resolve)
+        doc["tokenizer_source"] = ts if ts in ("base", "union") else ref(ts)
     tok = merge.get("tokenizer")
     if tok:
         tok = dict(tok)
         if "source" in tok and tok["source"] not in ("base", "union"):
-            tok["source"] = _ref(tok["source"], base_dir, resolve)
+            tok["source"] = ref(tok["source"])
         doc["tokenizer"] = tok
     if merge.get("chat_template") is not None:
         doc["chat_template"] = merge["chat_template"]
-    return "merge", doc
+    return doc
+
+
+def merge_document(config: dict, base_dir: Any = None, resolve: bool = True) -> tuple[str, dict]:
+    """The mergekit YAML document of a ``merge:`` configuration."""
+    return "merge", merge_doc(config["merge"], base_dir, resolve)
+
+
+def stages_document(config: dict, base_dir: Any = None, resolve: bool = True) -> tuple[str, dict]:
+    """The mergekit-multimerge documents of a ``stages:`` configuration:
+    ``("multimerge", {"documents": [doc, ...], "final": index})``; each document is a merge with
+    its ``name`` first (the output stage unnamed when it was), references to other stages kept as
+    their names (mergekit-multimerge puts the stage's result there)."""
+    from llmcombo.productline.stages import _ref_path, final_index, stage_names
+
+    names = set(stage_names(config))
+
+    def ref(r: Any) -> Any:
+        return r if _ref_path(r) in names else _ref(r, base_dir, resolve)
+
+    docs = []
+    for s in as_list(config["stages"]):
+        doc = merge_doc(s["merge"], base_dir, resolve, ref)
+        docs.append({"name": s["name"], **doc} if s.get("name") is not None else doc)
+    return "multimerge", {"documents": docs, "final": final_index(config)}
+
+
+def documents_of(kind: str, doc: dict) -> list[dict]:
+    """The YAML documents of a generated document (several for a multi-stage merge)."""
+    return list(doc["documents"]) if kind == "multimerge" else [doc]
 
 
 def _expert_doc(e: dict, base_dir: Any, resolve: bool) -> dict:
@@ -120,7 +165,15 @@ def to_document(config: dict, base_dir: Any = None, *, resolve: bool = True,
     return fam.generate(config, base_dir, resolve)
 
 
+def document_text(kind: str, doc: dict) -> str:
+    """A generated document as YAML text: several documents separated by ``---`` for a
+    multi-stage merge (a mergekit-multimerge file)."""
+    from llmcombo.configuration import dump_yaml_documents
+
+    return dump_yaml_documents(documents_of(kind, doc))
+
+
 def generate_yaml(config: dict, base_dir: Any = None, *, resolve: bool = True) -> str:
     """The mergekit YAML (or ensemble spec) of a configuration, as text."""
-    _kind, doc = to_document(config, base_dir, resolve=resolve)
-    return dump_yaml(doc)
+    kind, doc = to_document(config, base_dir, resolve=resolve)
+    return document_text(kind, doc)

@@ -69,6 +69,8 @@ class RunOptions:
     transformers_cache: str | None = None
     disk_free: int | None = None  # simulate the free disk space (tests)
     extra: dict = field(default_factory=dict)  # any other MergeOptions field, passed through
+    # where the stages of a multi-stage merge keep their results (default: llmcombo's cache)
+    intermediate_dir: str | None = None
 
     def resolved_device(self) -> str:
         import torch
@@ -153,6 +155,107 @@ def _local_input_dirs(plan: Plan) -> list[Path]:
     return dirs
 
 
+STAGE_MARK = "llmcombo_stage.json"
+
+
+def _refs_in(doc: Any) -> list[str]:
+    """Every model reference written as text in a mergekit document."""
+    out: list[str] = []
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            if k in ("model", "base_model", "tokenizer_source", "source") and isinstance(v, str):
+                out.append(v)
+            else:
+                out += _refs_in(v)
+    elif isinstance(doc, list):
+        for v in doc:
+            out += _refs_in(v)
+    return out
+
+
+def _renamed(doc: Any, names: dict[str, str]) -> Any:
+    """``doc`` with every reference to a stage (its path part) renamed by ``names``."""
+    from llmcombo.productline.documents import parse_reference
+
+    if isinstance(doc, dict):
+        out = {}
+        for k, v in doc.items():
+            if k in ("model", "base_model", "tokenizer_source", "source") and isinstance(v, str):
+                try:
+                    r = parse_reference(v)
+                except ValueError:
+                    r = None
+                if r is not None and r.model.path in names:
+                    v = names[r.model.path] + (f"@{r.model.revision}" if r.model.revision else "") \
+                        + (f"+{r.lora}" if r.lora else "")
+                out[k] = v
+            else:
+                out[k] = _renamed(v, names)
+        return out
+    if isinstance(doc, list):
+        return [_renamed(v, names) for v in doc]
+    return doc
+
+
+def stage_plan(resolved: dict) -> tuple[dict, dict[str, str]]:
+    """The documents handed to mergekit-multimerge for a multi-stage merge: every stage that is
+    not the output is named after its name and its content (``mezcla-3f2a...``: its document,
+    the stages it uses and the identity of its input models' weights), so the cached result of a
+    stage is reused exactly while nothing it depends on changed; the output stage is unnamed (it
+    goes to the output folder). Returns the documents and ``{stage name: folder name}``."""
+    from llmcombo import modelref
+    from llmcombo.fsutil import config_hash
+    from llmcombo.outputs import model_fingerprint
+    from llmcombo.productline.documents import parse_reference
+
+    docs = [dict(d) for d in resolved["documents"]]
+    final = resolved.get("final")
+    names = [d.get("name") for d in docs]
+    keys: dict[str, str] = {}
+
+    def key(name: str, seen: tuple = ()) -> str:
+        if name in keys:
+            return keys[name]
+        doc = {k: v for k, v in docs[names.index(name)].items() if k != "name"}
+        inputs = {}
+        for ref in _refs_in(doc):
+            try:
+                path = parse_reference(ref).model.path
+            except ValueError:
+                continue
+            if path in names and path not in seen:
+                inputs[ref] = key(path, seen + (name,))
+            else:
+                try:
+                    inputs[ref] = model_fingerprint(modelref.resolve(ref.split("+")[0])) or ref
+                except UserError:
+                    inputs[ref] = ref
+        keys[name] = f"{name}-{config_hash(doc, inputs)}"
+        return keys[name]
+
+    for n in names:
+        if n:
+            key(n)
+    out = []
+    for i, d in enumerate(docs):
+        body = _renamed({k: v for k, v in d.items() if k != "name"}, keys)
+        if i != final and d.get("name"):
+            body = {"name": keys[d["name"]], **body}
+        out.append(body)
+    folders = {n: keys[n] for n in names if n and names.index(n) != final}
+    return {"documents": out, "final": final}, folders
+
+
+def _stage_dirs(folders: dict[str, str], root: Path) -> dict[str, Path]:
+    """The cached result folder of each stage; one a run left unfinished (no mark) is removed,
+    so mergekit-multimerge builds it again instead of taking half a model."""
+    dirs = {n: root / f for n, f in folders.items()}
+    for d in dirs.values():
+        if d.exists() and not (d / STAGE_MARK).is_file():
+            shutil.rmtree(d, ignore_errors=True)
+    return dirs
+
+
 def run(config: Any, out: str | os.PathLike, *, options: RunOptions | None = None,
         progress: Any = None, cancel: CancelToken | None = None,
         overwrite: bool = False, base_dir: Any = None) -> RunResult:
@@ -168,12 +271,21 @@ def run(config: Any, out: str | os.PathLike, *, options: RunOptions | None = Non
     plan = make_plan(config, base_dir=base_dir)
     if plan.runner != "mergekit":
         raise UserError(f"this configuration is a {plan.family} ({plan.kind}); `run` executes "
-                        "merges and mixtures of experts.", hint="Ensembles run with llmcombo.ensemble.")
+                        "merges, multi-stage merges and mixtures of experts.",
+                        hint="Ensembles run with llmcombo.ensemble.")
     options = options or RunOptions()
     progress = as_progress(progress)
     cancel = cancel or CancelToken()
     out = Path(out).expanduser().absolute()
     resolved = plan.resolved_document()
+    stage_dirs: dict[str, Path] = {}
+    intermediate = None
+    if plan.kind == "multimerge":
+        from llmcombo.productline.registry import cache_dir
+
+        resolved, folders = stage_plan(resolved)
+        intermediate = Path(options.intermediate_dir or cache_dir() / "stages").expanduser()
+        stage_dirs = _stage_dirs(folders, intermediate)
     parsed = check(plan.kind, resolved)
     check_out(out, overwrite, _local_input_dirs(plan))
     warnings_: list[str] = []
@@ -198,11 +310,16 @@ def run(config: Any, out: str | os.PathLike, *, options: RunOptions | None = Non
     t0 = time.perf_counter()
     try:
         with PeakMemory(device) as mem:
-            logs = execute(plan.kind, parsed, tmp, mo, yaml_text=dump_yaml(resolved),
+            logs = execute(plan.kind, parsed, tmp, mo, yaml_text=dump_yaml(resolved, plan.kind),
                            progress=progress, cancel=cancel, verbose=options.verbose,
                            random_seed=options.random_seed,
                            allow_same_experts=options.allow_same_experts,
-                           write_model_card=options.write_model_card)
+                           write_model_card=options.write_model_card,
+                           intermediate_dir=intermediate)
+            for name, d in stage_dirs.items():
+                if (d / "config.json").is_file() and not (d / STAGE_MARK).is_file():
+                    (d / STAGE_MARK).write_text(json.dumps({"stage": name, "run_by": "llmcombo"})
+                                                + "\n", encoding="utf-8")
             warnings_ += logs.warnings
             cancel.raise_if_cancelled()
             if options.verify:
@@ -234,6 +351,8 @@ def run(config: Any, out: str | os.PathLike, *, options: RunOptions | None = Non
             "peak_rss_bytes": mem.peak_rss,
             "peak_cuda_bytes": mem.peak_cuda,
         }
+        if stage_dirs:
+            lineage["stages"] = {n: str(d) for n, d in stage_dirs.items()}
         (tmp / LINEAGE_FILE).write_text(json.dumps(lineage, indent=2) + "\n", encoding="utf-8")
         cancel.raise_if_cancelled()
         place(tmp, out, overwrite)
@@ -255,13 +374,14 @@ def run_mergekit(kind: str, mergekit_config: dict, out: str | os.PathLike, *,
     from llmcombo.configuration import is_mergekit_document
     from llmcombo.importer import as_configuration
 
-    if kind not in ("merge", "moe"):
-        raise UserError(f"unknown kind of run {kind!r}: expected 'merge' or 'moe'.")
+    if kind not in ("merge", "moe", "multimerge"):
+        raise UserError(f"unknown kind of run {kind!r}: expected 'merge', 'moe' or 'multimerge'.")
     found = is_mergekit_document(mergekit_config)
     if found != kind:
         raise UserError(f"this is not a mergekit {kind} document"
                         + (f" (it reads as a {found} document)." if found else "."))
-    config = as_configuration(dict(mergekit_config), base_dir=base_dir)
+    data = mergekit_config if kind == "multimerge" else dict(mergekit_config)
+    config = as_configuration(data, base_dir=base_dir)
     plan = make_plan(config, base_dir=base_dir, issues=[])
     return run(plan, out, options=options, progress=progress, cancel=cancel, overwrite=overwrite)
 

@@ -18,7 +18,7 @@ def test_configure_builds_the_same_configuration_as_the_yaml():
 
 def test_configure_refuses_bad_values_with_every_error():
     with pytest.raises(UserError) as exc:
-        llmcombo.configure("ties", ["org/a", "org/b"], density=1.5)
+        llmcombo.configure("ties", ["org/a", "org/b"], density="half")
     text = str(exc.value)
     assert "merge.parameters.density" in text and "merge.base_model" in text
 

@@ -59,7 +59,7 @@ def test_validate_valid_configuration(tmp_path, capsys):
 
 
 def test_validate_invalid_configuration_exits_1_with_path(tmp_path, capsys):
-    bad = TIES.replace("density: 0.5}\n    - model: org/b", "density: 1.5}\n    - model: org/b")
+    bad = TIES.replace("density: 0.5}\n    - model: org/b", "density: half}\n    - model: org/b")
     code, out, _ = run(["validate", "--no-preflight", write(tmp_path, "c.yaml", bad)], capsys)
     assert code == 1
     assert "merge.models[0].parameters.density" in out and "not valid" in out

@@ -281,7 +281,7 @@ def test_import_renames_merge_method_and_keeps_values():
 
 def test_generation_refuses_an_invalid_configuration_with_the_errors():
     cfg = import_mergekit(_load(MERGEKIT_CONFIGS["ties"]))
-    cfg["merge"]["models"][1]["parameters"]["density"] = 1.5
+    cfg["merge"]["models"][1]["parameters"]["density"] = "half"  # mergekit: not a float
     with pytest.raises(UserError) as exc:
         generate_yaml(cfg)
     assert "merge.models[1].parameters.density" in str(exc.value)
@@ -304,8 +304,15 @@ def test_generation_resolves_zoo_and_relative_paths(tmp_path, monkeypatch):
 def test_import_rejects_what_is_not_mergekit():
     with pytest.raises(UserError, match="not a mergekit YAML"):
         import_mergekit({"merge": {"method": "ties"}})
-    with pytest.raises(UserError, match="modules"):
-        import_mergekit({"merge_method": "linear", "modules": {"text": {"models": []}}})
+
+
+def test_modules_are_imported_as_a_list_of_named_modules():
+    # issue 10: multi-module configurations (modules:) are products now (they used to be refused)
+    cfg = import_mergekit({"merge_method": "linear", "modules": {
+        "text_decoder": {"models": [{"model": "org/a", "parameters": {"weight": 1}}]},
+        "vision_tower": {"models": [{"model": "org/b"}], "parameters": {"weight": 0.5}}}})
+    assert [m["name"] for m in cfg["merge"]["modules"]] == ["text_decoder", "vision_tower"]
+    assert cfg["merge"]["modules"][1]["parameters"] == {"weight": 0.5}
 
 
 @pytest.mark.parametrize("name", list_presets())

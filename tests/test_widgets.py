@@ -55,8 +55,9 @@ def test_typing_a_bad_value_shows_the_message_and_blocks_generate():
     _ties(c)
     assert not c.generate_btn.disabled
     density = c._fields["merge.models[0].parameters.density"]
-    density.input.value = "1.5"  # what the browser sends when the field is left
-    assert "out of range" in density.issues.value and "llmcombo-error" in density.issues.value
+    # what the browser sends when the field is left; mergekit refuses it (1.5 it runs: a warning)
+    density.input.value = "half"
+    assert "must be a number" in density.issues.value and "llmcombo-error" in density.issues.value
     assert c.generate_btn.disabled
     density.input.value = "0.5"
     assert density.issues.value == ""
@@ -102,12 +103,12 @@ def test_fields_that_leave_the_form_are_hidden_in_place_and_come_back():
     methods.value = "ties"
     assert merge_box.children == children and _shown(base.box) and _shown(density.box)
     # a hidden field keeps no stale message; when it comes back it shows the current one
-    density.input.value = "1.5"
-    assert "out of range" in density.issues.value
+    density.input.value = "half"
+    assert "must be a number" in density.issues.value
     methods.value = "linear"
     assert density.issues.value == ""
     methods.value = "ties"
-    assert "out of range" in density.issues.value
+    assert "must be a number" in density.issues.value
     # what the page shows is exactly the view-model's visible fields
     shown = {k for k, fw in c._fields.items() if _visible_in_page(c, fw.box)}
     assert shown == {f.key for f in c.vm.visible_fields()}
@@ -373,7 +374,7 @@ def test_panels_are_built_when_their_tab_is_first_shown():
     assert run_slot.children == (app.run_panel.widget,)
     assert not app.run_panel.run_btn.disabled
     assert app.run_panel.out.value.endswith("ties-specialists")
-    app.form.set_text("merge.models[0].parameters.density", "1.5")  # the open panel follows
+    app.form.set_text("merge.models[0].parameters.density", "half")  # the open panel follows
     assert app.run_panel.run_btn.disabled
     assert set(app._panels) == {"Run"}
     app.tabs.selected_index = 4

@@ -53,12 +53,32 @@ def merge_options(options: Any, device: str) -> Any:
         raise UserError(f"invalid run options: {exc}") from None
 
 
+def _multimerge(yaml_text: str, out: Path, mo: Any, intermediate_dir: Path | None) -> None:
+    """mergekit-multimerge's own API: read the documents (``load_config`` finds which stage uses
+    which), build its task graph (``make_tasks``) and execute it. Named stages go to
+    ``intermediate_dir/NAME`` and are skipped when already there (its ``lazy`` mode: the caller
+    names each stage after its content, so a folder there is the result of the same stage); the
+    unnamed stage goes to ``out``."""
+    from mergekit.graph import Executor
+    from mergekit.scripts.multimerge import load_config, make_tasks
+
+    if intermediate_dir is None:
+        raise UserError("a multi-stage merge needs a folder for the results of its stages.")
+    intermediate_dir.mkdir(parents=True, exist_ok=True)
+    configs, deps = load_config(yaml_text, str(intermediate_dir))
+    tasks = make_tasks(configs, deps, mo, str(intermediate_dir), str(out), True)
+    Executor(tasks, math_device="cpu", storage_device="cpu").execute(desc="Merging stages")
+
+
 def execute(kind: str, parsed: Any, out: Path, mo: Any, *, yaml_text: str, progress: Progress,
             cancel: CancelToken, verbose: bool = False, random_seed: int | None = None,
-            allow_same_experts: bool = False, write_model_card: bool = True) -> MergekitLog:
+            allow_same_experts: bool = False, write_model_card: bool = True,
+            intermediate_dir: Path | None = None) -> MergekitLog:
     """Run ``parsed`` (from :func:`llmcombo.engine.schema.parse`) into the folder ``out``;
     returns mergekit's collected log (``warnings``, ``errors``). A mergekit ``SystemExit`` (its
-    way of refusing) becomes a :class:`UserError` with mergekit's reason."""
+    way of refusing) becomes a :class:`UserError` with mergekit's reason. A multi-stage merge
+    (``kind`` multimerge) runs from ``yaml_text`` with mergekit-multimerge's API; its named
+    stages land in ``intermediate_dir``."""
     with run_hooks(progress, cancel, verbose) as logs:
         try:
             if kind == "merge":
@@ -76,8 +96,11 @@ def execute(kind: str, parsed: Any, out: Path, mo: Any, *, yaml_text: str, progr
                       verbose=True)
                 if write_model_card:
                     (out / MOE_YAML).write_text(yaml_text, encoding="utf-8")
+            elif kind == "multimerge":
+                _multimerge(yaml_text, out, mo, intermediate_dir)
             else:
-                raise UserError(f"unknown kind of run {kind!r}: expected 'merge' or 'moe'.")
+                raise UserError(f"unknown kind of run {kind!r}: expected 'merge', 'moe' or "
+                                "'multimerge'.")
         except SystemExit as exc:
             reason = (" ".join(logs.errors + logs.probing)
                       or f"mergekit stopped (exit status {exc.code}).")

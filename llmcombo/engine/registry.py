@@ -45,7 +45,26 @@ def read_mergekit() -> dict:
     except OSError:
         names = []
     templates = tuple(sorted(n[:-6] for n in names if n.endswith(".jinja")))
-    return {"methods": methods, "moe_architectures": archs, "chat_templates": templates}
+    return {"methods": methods, "moe_architectures": archs, "chat_templates": templates,
+            "architectures": read_architectures()}
+
+
+def read_architectures() -> dict[str, dict[str, tuple[str, ...]]]:
+    """mergekit's described architectures: name -> {model type: module names} (what
+    ``arch_info_for_config`` picks from a config.json)."""
+    from mergekit.architecture.json_definitions import NAME_TO_ARCH
+    from mergekit.architecture.moe_defs import AfmoeModuleArchitecture, Glm4MoeModuleArchitecture
+
+    out: dict[str, dict[str, tuple[str, ...]]] = {}
+    for name in sorted(NAME_TO_ARCH):
+        cands = list(NAME_TO_ARCH[name])
+        if len(cands) == 1:
+            out[name] = {"": tuple(sorted(cands[0].modules))}
+        else:
+            out[name] = {str(c.expected_model_type or ""): tuple(sorted(c.modules)) for c in cands}
+    for extra in (AfmoeModuleArchitecture, Glm4MoeModuleArchitecture):
+        out[extra.ARCHITECTURE_NAME] = {"": ("default",)}
+    return dict(sorted(out.items()))
 
 
 def snapshot_json(snap: dict, fingerprint: dict | None) -> str:

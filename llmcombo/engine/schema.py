@@ -1,8 +1,9 @@
 """mergekit's own models of its YAML documents: the one place a document is parsed by mergekit.
 
 :func:`parse` is what a run hands to mergekit; :func:`check` turns mergekit's refusal into a
-sentence. Both import mergekit's pydantic models, which pull in torch and transformers: the
-feature model's validation never calls them (it works from the registry snapshot).
+sentence. Both import mergekit's pydantic models, which pull in torch and transformers: validation
+never calls them -- it uses the reproduction in :mod:`llmcombo.productline.documents`, which a test
+checks against these on every corpus file.
 """
 
 from __future__ import annotations
@@ -11,12 +12,19 @@ from typing import Any
 
 from llmcombo.errors import UserError
 
-KINDS = ("merge", "moe")
+KINDS = ("merge", "moe", "multimerge")
 
 
 def parse(kind: str, doc: dict) -> Any:
-    """mergekit's model of a document: ``MergeConfiguration`` (merge) or ``MoEMergeConfig`` (moe).
+    """mergekit's model of a document: ``MergeConfiguration`` (merge), ``MoEMergeConfig`` (moe),
+    or for a multi-stage merge (``{"documents": [...]}``) the list of each stage's
+    ``MergeConfiguration`` (its ``name`` is mergekit-multimerge's, not the configuration's).
     Raises mergekit's / pydantic's own exceptions."""
+    if kind == "multimerge":
+        from mergekit.config import MergeConfiguration
+
+        return [MergeConfiguration.model_validate({k: v for k, v in d.items() if k != "name"})
+                for d in doc["documents"]]
     if kind == "merge":
         from mergekit.config import MergeConfiguration
 
@@ -45,38 +53,17 @@ def check(kind: str, doc: dict, what: str = "the configuration") -> Any:
                         hint="Run `llmcombo validate` on it for details.") from None
 
 
-def dump_yaml(doc: dict) -> str:
-    """A document as mergekit writes its own YAML."""
+def dump_yaml(doc: dict, kind: str = "merge") -> str:
+    """A document as mergekit writes its own YAML (a multi-stage merge: one document per stage,
+    separated by ``---``)."""
     import yaml
 
     from mergekit.config import ConfigYamlDumper
 
+    if kind == "multimerge":
+        return yaml.dump_all(doc["documents"], Dumper=ConfigYamlDumper, sort_keys=False)
     return yaml.dump(doc, Dumper=ConfigYamlDumper, sort_keys=False)
 
-
-def model_reference_text(ref: dict) -> str:
-    """A model reference written as a mapping (``{model: {path: ..., revision: ...}, lora: ...}``)
-    as mergekit's one-line form ``path@revision+lora``; raises ValueError for what mergekit cannot
-    read, and for ``override_architecture`` (which a text form cannot carry)."""
-    from mergekit.common import ModelReference
-
-    parsed = ModelReference.model_validate(ref)
-    if parsed.override_architecture:
-        raise ValueError("override_architecture is not supported by llmcombo yet")
-    return str(parsed)
-
-
-def token_embedding_problem(cfg: Any) -> str | None:
-    """Why mergekit refuses one ``tokenizer.tokens`` entry (None when it accepts it)."""
-    from pydantic import ValidationError
-
-    from mergekit.tokenizer.config import TokenEmbeddingConfig
-
-    try:
-        TokenEmbeddingConfig.model_validate(cfg if cfg is not None else {})
-    except (ValidationError, ValueError, TypeError, RuntimeError) as exc:
-        return refusal(exc)
-    return None
 
 
 def parse_size(text: str | int) -> int:

@@ -20,6 +20,11 @@ class Selection:
     features: set[str] = field(default_factory=set)
     attributes: dict[str, list[Any]] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
+    # choices assumed for a misspelled shorthand value (feature path -> what was written)
+    assumed: dict[str, str] = field(default_factory=dict)
+    # the selection of each instance of a scoped feature, by data path (``stages[1]``); the
+    # fields above hold the union of all of them
+    scopes: dict[str, Selection] = field(default_factory=dict)
 
     def add_feature(self, path: str) -> None:
         self.features.add(path)

@@ -116,6 +116,17 @@ class Feature:
     checks: list[LocalCheck] = field(default_factory=list)
     abstract: bool = False
     meta: dict = field(default_factory=dict)
+    # what a key that names no attribute or child is: an "error", or a "warning" where the
+    # engine behind the feature ignores keys it does not know
+    unknown: str = "error"
+    # the engine accepts as few as ``soft_min`` instances of a cloneable feature: fewer than
+    # ``card[0]`` but at least this many is a warning (``card[0]`` stays the form's minimum)
+    soft_min: int | None = None
+    # each instance of a scoped (cloneable) feature is a product of its own: conditions inside
+    # it see that instance's selection only, and ``constraints`` (paths under this feature) are
+    # evaluated per instance (a multi-stage merge: each stage picks its own method)
+    scoped: bool = False
+    constraints: list[Constraint] = field(default_factory=list)
     parent: "Feature | None" = field(default=None, repr=False)
     path: str = ""
 
@@ -280,7 +291,10 @@ class FeatureModel:
             if not ok:
                 issues.append(error(c.path, c.message, c.hint, c.code) if c.severity == "error"
                               else warning(c.path, c.message, c.hint, c.code))
-        if not any(i.code in ("type", "structure") for i in issues):
+        # checks read values defensively, so a wrong value (code "type") does not hide the
+        # problems they find; a wrong shape (a list that is not a list) would only make them
+        # report follow-ups of it
+        if not any(i.code == "structure" for i in issues):
             for chk in self.checks:
                 try:
                     issues += chk.fn(data, ctx)
@@ -291,12 +305,15 @@ class FeatureModel:
 
 
 def _dedupe(issues: list[Issue]) -> list[Issue]:
-    """Drop repeats, and a generic "required" error where a constraint explains the same field."""
+    """Drop repeats, a generic "required" error where a constraint explains the same field, and
+    a generic "ignored" warning where a check says more precisely what happens to the field."""
     explained = {i.path for i in issues if i.code == "requires"}
+    specific = {i.path for i in issues if i.code != "ignored"}
     seen, out = set(), []
     for i in issues:
         key = (i.severity, i.path, i.message)
-        if key in seen or (i.code == "required" and i.path in explained):
+        if key in seen or (i.code == "required" and i.path in explained) \
+                or (i.code == "ignored" and i.path in specific):
             continue
         seen.add(key)
         out.append(i)
@@ -329,11 +346,14 @@ class _Walker:
         self.model = model
         self.selection = Selection()
         self.issues: list[Issue] = []
+        self.scopes: dict[str, Selection] = {}  # data path of a scoped instance -> its selection
 
     # pass 1 ---------------------------------------------------------------------------------
     def collect(self, f: Feature, value: dict, model_path: str, path: str) -> None:
         if model_path:
             self.selection.add_feature(model_path)
+        if f.shorthand:
+            self._assume(f, value)
         for a in f.attributes:
             if a.name in value and value[a.name] is not None:
                 self.selection.set_attribute(a.path, value[a.name])
@@ -346,11 +366,46 @@ class _Walker:
                     for i, item in enumerate(raw):
                         inst, _ = normalise_instance(c, item)
                         if inst is not None:
-                            self.collect(c, inst, c.path, f"{_join(path, c.name)}[{i}]")
+                            item_path = f"{_join(path, c.name)}[{i}]"
+                            if c.scoped:
+                                self._collect_scoped(c, inst, item_path)
+                            else:
+                                self.collect(c, inst, c.path, item_path)
                 continue
             inst, _ = normalise_instance(c, raw)
             if inst is not None:
                 self.collect(c, inst, c.path, _join(path, c.name))
+
+    def _collect_scoped(self, c: Feature, inst: dict, item_path: str) -> None:
+        outer, sub = self.selection, Selection()
+        self.selection = sub
+        try:
+            self.collect(c, inst, c.path, item_path)
+        finally:
+            self.selection = outer
+        self.scopes[item_path] = sub
+        outer.scopes[item_path] = sub
+        outer.features |= sub.features
+        for k, n in sub.counts.items():
+            outer.counts[k] = outer.counts.get(k, 0) + n
+        for k, vals in sub.attributes.items():
+            outer.attributes.setdefault(k, []).extend(vals)
+        outer.assumed.update(sub.assumed)
+
+    def _assume(self, f: Feature, value: dict) -> None:
+        """A misspelled choice (``method: tie``) is an error, reported in pass 2; the rest of the
+        configuration is judged as if the closest choice had been written, so one typo does not
+        hide every other problem nor add warnings that only follow from it."""
+        choices = {c.name: c for c in f.groups[0].children}
+        if any(k in choices for k in value):
+            return
+        for key in value:
+            close = difflib.get_close_matches(str(key), list(choices), n=1, cutoff=0.6)
+            if close:
+                chosen = choices[close[0]]
+                self.selection.add_feature(chosen.path)
+                self.selection.assumed[chosen.path] = str(key)
+                return
 
     # pass 2 ---------------------------------------------------------------------------------
     def check(self, f: Feature, value: dict, model_path: str, path: str) -> None:
@@ -367,16 +422,20 @@ class _Walker:
             return
         for key in value:
             if key not in known:
-                hint = None
-                if isinstance(key, str):
+                hint = f.meta.get("unknown_hints", {}).get(key) if isinstance(key, str) else None
+                if hint is None and isinstance(key, str):
                     close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
                     if close:
                         hint = f"Did you mean {close[0]}?"
                 if hint is None:
                     hint = ("Known here: " + ", ".join(sorted(known)) + ".") if known else None
                 where = f.title if model_path else "the configuration"
-                self.issues.append(error(_join(path, str(key)), f"{key!s} is not a setting of "
-                                         f"{where}.", hint, "unknown"))
+                if f.unknown == "warning":
+                    self.issues.append(warning(_join(path, str(key)), f"{key!s} is not a setting "
+                                               f"of {where}, so it is ignored.", hint, "unknown"))
+                else:
+                    self.issues.append(error(_join(path, str(key)), f"{key!s} is not a setting of "
+                                             f"{where}.", hint, "unknown"))
         for a in f.attributes:
             p = _join(path, a.name)
             if a.name in value and value[a.name] is not None:
@@ -444,8 +503,9 @@ class _Walker:
                                             "starting with '- '.", "structure"))
                 return
             if len(raw) < lo:
-                self.issues.append(error(p, f"{c.title}: needs at least {lo}, has {len(raw)}.",
-                                         "Add more.", "count"))
+                make = warning if c.soft_min is not None and len(raw) >= c.soft_min else error
+                self.issues.append(make(p, f"{c.title}: needs at least {lo}, has {len(raw)}.",
+                                        "Add more.", "count"))
             if hi is not None and len(raw) > hi:
                 self.issues.append(error(p, f"{c.title}: at most {hi} allowed, has {len(raw)}.",
                                          "Remove some.", "count"))
@@ -460,7 +520,25 @@ class _Walker:
             self.issues.append(error(p, f"{c.title} {problem}, not {raw!r}."[:300],
                                      c.description, "structure"))
             return
-        self.check(c, inst, c.path, p)
+        scope = self.scopes.get(p) if c.scoped else None
+        if scope is None:
+            self.check(c, inst, c.path, p)
+            return
+        outer, self.selection = self.selection, scope
+        try:
+            self.check(c, inst, c.path, p)
+            for con in c.constraints:
+                try:
+                    ok = con.expr.evaluate(scope)
+                except Exception as exc:  # a bug in a rule must not pass silently
+                    self.issues.append(_internal(p, f"the rule '{con.message}'", exc))
+                    continue
+                if not ok:
+                    where = p + con.path[len(c.path):] if con.path.startswith(c.path) else p
+                    make = error if con.severity == "error" else warning
+                    self.issues.append(make(where, con.message, con.hint, con.code))
+        finally:
+            self.selection = outer
 
 
 def _internal(path: str, what: str, exc: BaseException) -> Issue:

@@ -9,9 +9,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
-from llmcombo.featuremodel.issues import Issue, error
+from llmcombo.featuremodel.issues import Issue, error, warning
+
+# A coercer reads a value the way the engine behind the model does: ``fn(value) -> (ok, value
+# as read, why not)``. Types that have one accept what it accepts (with a warning that shows the
+# value as read, code ``coerced``) instead of requiring the exact Python type.
+Coercer = Callable[[Any], "tuple[bool, Any, str]"]
+
+
+def _coerced(path: str, label: str, written: Any, read: Any) -> Issue:
+    return warning(path, f"{label} is written as {_show(written)}, which is read as {_show(read)}.",
+                   f"Write {_show(read)} to say so plainly.", "coerced")
 
 
 def _is_number(value: Any) -> bool:
@@ -43,10 +53,15 @@ class AttrType:
 class BoolType(AttrType):
     kind = "bool"
     uvl_type = "Boolean"
+    coerce: Coercer | None = field(default=None, repr=False, compare=False)
 
     def check(self, value, path, label):
         if isinstance(value, bool):
             return []
+        if self.coerce is not None:
+            ok, read, _why = self.coerce(value)
+            if ok:
+                return [_coerced(path, label, value, read)]
         return [error(path, f"{label} must be true or false, not {_show(value)}.",
                       "Use true or false.", "type")]
 
@@ -56,7 +71,12 @@ class BoolType(AttrType):
 
 @dataclass
 class NumberType(AttrType):
-    """An int or float with optional bounds; each bound can be open or closed."""
+    """An int or float with optional bounds; each bound can be open or closed.
+
+    ``severity``: what a value outside the bounds is (``"warning"``: the bounds are advice, the
+    engine takes any number); ``limits``: a second, wider domain whose violation is an error
+    whatever ``severity`` says; ``coerce``: read values the engine's way (text "1e-5" as a
+    number ...); ``finite``: what a NaN or infinity is (an error, or a warning)."""
 
     integer: bool = False
     minimum: float | None = None
@@ -64,6 +84,10 @@ class NumberType(AttrType):
     min_open: bool = False
     max_open: bool = False
     nullable: bool = False
+    severity: str = "error"
+    limits: NumberType | None = None
+    coerce: Coercer | None = field(default=None, repr=False, compare=False)
+    finite: str = "error"
 
     @property
     def kind(self) -> str:  # type: ignore[override]
@@ -114,16 +138,36 @@ class NumberType(AttrType):
             ok = isinstance(value, int) and not isinstance(value, bool)
         else:
             ok = _is_number(value)
+        issues: list[Issue] = []
+        if not ok and self.coerce is not None:
+            ok, read, _why = self.coerce(value)
+            if ok and read is None:
+                return [_coerced(path, label, value, read)]
+            if ok:
+                issues.append(_coerced(path, label, value, read))
+                value = read
         if not ok:
             return [error(path, f"{label} must be {self.describe()}, not {_show(value)}.",
                           f"Type {self.describe()}.", "type")]
         if isinstance(value, float) and not math.isfinite(value):
-            return [error(path, f"{label} must be a finite number, not {value}.", code="range")]
+            make = warning if self.finite == "warning" else error
+            return issues + [make(path, f"{label} must be a finite number, not {value}.",
+                                  code="range")]
+        if self.limits is not None and not self.limits.in_range(value):
+            return issues + [error(path, f"{label} must be {self.limits.range_sentence()}; "
+                                         f"{_fmt(value)} is out of range {self.limits.interval()}.",
+                                   f"Pick a value in {self.limits.interval()}.", "range")]
         if not self.in_range(value):
-            return [error(path, f"{label} must be {self.range_sentence()}; {_fmt(value)} is out of range "
-                                f"{self.interval()}.",
-                          f"Pick a value in {self.interval()}.", "range")]
-        return []
+            if self.severity == "warning":
+                return issues + [warning(path, f"{label} {_fmt(value)} is outside the usual range "
+                                               f"{self.interval()} ({self.range_sentence()}); it "
+                                               "is accepted, but check that it is what you meant.",
+                                         f"Values in {self.interval()} are the usual ones.",
+                                         "range")]
+            return issues + [error(path, f"{label} must be {self.range_sentence()}; {_fmt(value)} "
+                                         f"is out of range {self.interval()}.",
+                                   f"Pick a value in {self.interval()}.", "range")]
+        return issues
 
     def to_json(self) -> dict:
         return {"kind": self.kind, "minimum": self.minimum, "maximum": self.maximum,
@@ -222,12 +266,22 @@ class ModelRefType(AttrType):
 
 @dataclass
 class StringListType(AttrType):
+    """A list of texts. ``single``: one text is accepted as a list of one (when false it is an
+    error, as for engines that require a list); ``empty_items``: what an empty text in the list
+    is (an error, or a warning)."""
+
     kind = "string_list"
     uvl_type = "String"
     min_items: int = 0
+    single: bool = True
+    empty_items: str = "error"
 
     def check(self, value, path, label):
         if isinstance(value, str):
+            if not self.single:
+                return [error(path, f"{label} must be a list of texts, not one text "
+                                    f"{_show(value)}.",
+                              f"Write it as a list: [{_show(value)}].", "type")]
             value = [value]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             return [error(path, f"{label} must be a list of texts, not {_show(value)}.",
@@ -235,7 +289,9 @@ class StringListType(AttrType):
         if len(value) < self.min_items:
             return [error(path, f"{label} needs at least {self.min_items} item(s).", code="count")]
         if any(not v.strip() for v in value):
-            return [error(path, f"{label} contains an empty text.", "Remove the empty line.", "empty")]
+            make = warning if self.empty_items == "warning" else error
+            return [make(path, f"{label} contains an empty text.", "Remove the empty line.",
+                         "empty")]
         return []
 
     def describe(self) -> str:
@@ -252,10 +308,18 @@ class RangeType(AttrType):
     kind = "range"
     uvl_type = "String"
     minimum: int = 0
+    empty: str = "error"  # what an empty range (start >= end) is: an error, or a warning
+    coerce: Coercer | None = field(default=None, repr=False, compare=False)  # for each bound
 
     def check(self, value, path, label):
         ok = (isinstance(value, (list, tuple)) and len(value) == 2
               and all(isinstance(v, int) and not isinstance(v, bool) for v in value))
+        if not ok and self.coerce is not None and isinstance(value, (list, tuple)) \
+                and len(value) == 2:
+            read = [self.coerce(v) for v in value]
+            if all(r[0] for r in read):
+                values = [r[1] for r in read]
+                return [_coerced(path, label, list(value), values)] + self.check(values, path, label)
         if not ok:
             return [error(path, f"{label} must be two whole numbers [start, end], not {_show(value)}.",
                           "Write it like [0, 4].", "type")]
@@ -264,9 +328,11 @@ class RangeType(AttrType):
             return [error(path, f"{label} starts at {start}; it cannot start below {self.minimum}.",
                           code="range")]
         if start >= end:
-            return [error(path, f"{label} is [{start}, {end}]: the start must be smaller than the end "
-                                f"(the end is not included).",
-                          f"For example [{start}, {start + 1}] takes one layer.", "range")]
+            make = warning if self.empty == "warning" else error
+            return [make(path, f"{label} is [{start}, {end}]: the start must be smaller than the end "
+                               f"(the end is not included)"
+                               + (", so it takes nothing." if self.empty == "warning" else "."),
+                         f"For example [{start}, {start + 1}] takes one layer.", "range")]
         return []
 
     def describe(self) -> str:
@@ -277,33 +343,62 @@ class RangeType(AttrType):
 class GradientType(AttrType):
     """A scalar, a per-layer gradient (list of scalars interpolated over layers), or a list of
     ``{filter, value}`` entries that apply different values to tensors whose name contains the
-    filter. ``element`` checks each scalar."""
+    filter. ``element`` checks each scalar.
+
+    ``lenient``: the engine ignores what it does not read -- an empty list (no value set here)
+    and unknown keys in a filtered entry are warnings, not errors; ``renamed`` maps old key
+    names of an entry to their new spelling (``{"pattern": "filter"}``) for the hint."""
 
     element: AttrType = field(default_factory=lambda: FloatType())
+    lenient: bool = False
+    renamed: dict = field(default_factory=dict)
     kind = "gradient"
 
     @property
     def uvl_type(self) -> str:  # type: ignore[override]
         return self.element.uvl_type
 
+    def _extra_keys(self, entry: dict, sub: str, label: str, i: int) -> list[Issue]:
+        extra = sorted(map(str, set(entry) - {"filter", "value"}))
+        if not extra:
+            return []
+        if not self.lenient:
+            return [error(sub, f"{label} entry {i + 1} has unknown key(s) {', '.join(extra)}.",
+                          "Only filter and value are allowed.", "type")]
+        import difflib
+
+        issues = []
+        for key in extra:
+            new = self.renamed.get(key) or next(iter(difflib.get_close_matches(
+                key, ["filter", "value"], n=1, cutoff=0.6)), None)
+            what = (f"{key} is the old name of {new}" if key in self.renamed else f"{key} is not "
+                    "a key of a filtered entry") + ", so it is ignored"
+            if key in self.renamed and "filter" not in entry:
+                what += " and this value applies to every tensor"
+            issues.append(warning(f"{sub}.{key}", f"{label} entry {i + 1}: {what}.",
+                                  f"Did you mean {new}?" if new else
+                                  "Only filter and value are read.", "ignored"))
+        return issues
+
     def check(self, value, path, label):
         if isinstance(value, list):
             if not value:
+                if self.lenient:
+                    return [warning(path, f"{label} is an empty list, which sets nothing here.",
+                                    "Give one value, a list of values for a gradient, or remove it.",
+                                    "empty")]
                 return [error(path, f"{label} is an empty list.",
                               "Give one value, or a list of values for a gradient.", "type")]
             if all(isinstance(v, dict) for v in value):
                 issues: list[Issue] = []
                 for i, entry in enumerate(value):
                     sub = f"{path}[{i}]"
-                    extra = set(entry) - {"filter", "value"}
                     if "value" not in entry:
                         issues.append(error(sub, f"{label} entry {i + 1} has no value.",
                                             "Write it as {filter: self_attn, value: 0.5}.", "type"))
+                        issues += self._extra_keys(entry, sub, label, i) if self.lenient else []
                         continue
-                    if extra:
-                        issues.append(error(sub, f"{label} entry {i + 1} has unknown key(s) "
-                                                 f"{', '.join(sorted(map(str, extra)))}.",
-                                            "Only filter and value are allowed.", "type"))
+                    issues += self._extra_keys(entry, sub, label, i)
                     if "filter" in entry and entry["filter"] is not None and not isinstance(entry["filter"], str):
                         issues.append(error(f"{sub}.filter", f"{label} filter must be text "
                                                              f"like self_attn or mlp.", code="type"))
@@ -317,7 +412,7 @@ class GradientType(AttrType):
                               "Use either a list of numbers or a list of {filter, value}.", "type")]
             return self._check_list(value, path, label)
         if isinstance(value, dict):
-            if set(value) <= {"filter", "value"} and "value" in value:
+            if "value" in value and (self.lenient or set(value) <= {"filter", "value"}):
                 return self.check([value], path, label)
             return [error(path, f"{label} must be a value, a list of values, or filtered entries.",
                           code="type")]

@@ -18,7 +18,7 @@ nothing here fails because the machine is offline.
 """
 
 from llmcombo.preflight.checks import check_models
-from llmcombo.preflight.models import ModelInfo, hub_reachable, inspect_model
+from llmcombo.preflight.models import ModelInfo, hub_reachable, inspect_model, inspect_models
 from llmcombo.preflight.resources import (DISK_FREE_ENV, RAM_AVAILABLE_ENV, Estimate, InputSize,
                                           available_ram, check_resources, estimate, fmt_bytes,
                                           free_disk, model_size, parse_size)
@@ -27,5 +27,5 @@ from llmcombo.productline import ModelSlot, model_slots
 __all__ = [
     "DISK_FREE_ENV", "RAM_AVAILABLE_ENV", "Estimate", "InputSize", "ModelInfo", "ModelSlot",
     "available_ram", "check_models", "check_resources", "estimate", "fmt_bytes", "free_disk",
-    "hub_reachable", "inspect_model", "model_size", "model_slots", "parse_size",
+    "hub_reachable", "inspect_model", "inspect_models", "model_size", "model_slots", "parse_size",
 ]

@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 
 from llmcombo.featuremodel.issues import Issue, error, warning
-from llmcombo.preflight.models import TOKENIZER_FILES, ModelInfo, inspect_model
+from llmcombo.preflight.models import TOKENIZER_FILES, ModelInfo, inspect_models
 from llmcombo.productline import ModelSlot, family_of, model_slots
 from llmcombo.shapes import as_list
 
@@ -23,11 +23,8 @@ def check_models(config: dict, base_dir=None) -> list[Issue]:
     slots = model_slots(config)
     issues: list[Issue] = []
     infos: dict[str, ModelInfo] = {}
-    for slot in slots:
-        if slot.ref in infos:
-            continue
-        info, found = inspect_model(slot.ref, slot.path, base_dir)
-        infos[slot.ref] = info
+    for ref, (info, found) in inspect_models([(s.ref, s.path) for s in slots], base_dir).items():
+        infos[ref] = info
         issues += found
     loaded = [(s, infos[s.ref]) for s in slots if infos[s.ref].config is not None]
     for slot, info in loaded:
@@ -135,8 +132,35 @@ def _check_merge(m: dict, slots, infos) -> list[Issue]:
                 "tokenizer_source: base (keep the base model's tokens).", code="vocab_mismatch"))
     if uses_slices:
         issues += _check_slices(m, infos)
+    issues += _check_modules(m, ref_slot, ref_info)
     if method == "passthrough" and not uses_slices and len(as_list(m.get("models"))) > 1:
         pass  # structural: the validation of the configuration reports it
+    return issues
+
+
+def _check_modules(m: dict, ref_slot: ModelSlot, ref_info: ModelInfo) -> list[Issue]:
+    """mergekit merges each module of a multi-module model (a language model, a vision tower
+    ...) by the name its description of the architecture gives it: a module of another name
+    stops the merge (a KeyError), and slices only work for single-module models."""
+    from llmcombo.productline.registry import modules_of
+
+    arch, mtype = _family(ref_info)
+    known = modules_of(arch, mtype) if arch else None
+    if known is None:
+        return []
+    issues = []
+    for k, mod in enumerate(as_list(m.get("modules"))):
+        name = mod.get("name") if isinstance(mod, dict) else None
+        if isinstance(name, str) and name not in known:
+            issues.append(error(f"merge.modules[{k}].name",
+                                f"{arch} models have no module {name!r}; mergekit's description "
+                                f"of them has {', '.join(known)}.",
+                                f"Use one of: {', '.join(known)}.", "module"))
+    if m.get("slices") and len(known) > 1:
+        issues.append(error("merge.slices", f"{arch} models have several modules "
+                                            f"({', '.join(known)}); mergekit only stacks slices "
+                                            "of single-module models.",
+                            "Write the slices under modules: one entry per module.", "module"))
     return issues
 
 
@@ -148,10 +172,10 @@ def _fam_text(fam) -> str:
 
 
 def _check_known_arch(slot: ModelSlot, info: ModelInfo) -> list[Issue]:
-    from llmcombo.engine.moe import known_architectures
+    from llmcombo.productline.registry import architectures
 
     arch = _family(info)[0]
-    known = known_architectures()
+    known = architectures()  # from the snapshot: no mergekit import
     if arch and arch not in known:
         return [warning(slot.path, f"mergekit has no built-in description of the {arch} "
                         "architecture; it will try to infer the layout from the weights, which can "
@@ -185,17 +209,17 @@ def _check_slices(m: dict, infos) -> list[Issue]:
                 issues.append(error(path, f"layer_range {list(lr)} starts before the first layer "
                                     "(layers are numbered from 0).", "Use a start of 0 or more.",
                                     code="layer_range"))
-            if end <= start:
-                issues.append(error(path, f"layer_range {list(lr)} is empty: the end must be "
-                                    "greater than the start.",
-                                    "The end is exclusive: [0, 4] means layers 0, 1, 2 and 3.",
-                                    code="layer_range"))
+            if end <= start:  # mergekit stacks no layer for it (a warning: it runs)
+                issues.append(warning(path, f"layer_range {list(lr)} is empty: the end must be "
+                                      "greater than the start, or this source adds no layer.",
+                                      "The end is exclusive: [0, 4] means layers 0, 1, 2 and 3.",
+                                      code="layer_range"))
             if n is not None and end > n:
                 issues.append(error(path, f"layer_range {list(lr)} goes past the end of {name}, "
                                     f"which has {n} layers (numbered 0 to {n - 1}).",
                                     f"Use an end of at most {n}; the end is exclusive.",
                                     code="layer_range"))
-            if start < 0 or end <= start or (n is not None and end > n):
+            if start < 0 or (n is not None and end > n):
                 continue
             spans.append((j, end - start))
         if len({s for _, s in spans}) > 1:
@@ -299,3 +323,22 @@ def _check_tokenizers(kind: str, m: dict, slots, infos) -> list[Issue]:
                                 code="no_tokenizer"))
     return issues
 
+
+
+def check_stage_models(config: dict, base_dir=None) -> list[Issue]:
+    """Model-aware checks of a multi-stage merge: each stage as a merge of its own, leaving out
+    the references to other stages (their results do not exist before the run)."""
+    from llmcombo.featuremodel import paths as P
+
+    issues: list[Issue] = []
+    for i, stage in enumerate(as_list(config.get("stages"))):
+        if not isinstance(stage, dict) or not isinstance(stage.get("merge"), dict):
+            continue
+        stage_refs = {s.path.removeprefix(f"stages[{i}].") for s in model_slots(config)
+                      if s.role == "stage" and s.path.startswith(f"stages[{i}].")}
+        for issue in check_models({"merge": stage["merge"]}, base_dir):
+            if any(issue.path == r or issue.path.startswith(r + ".") for r in stage_refs):
+                continue
+            path = P.join(f"stages[{i}]", issue.path) if issue.path else f"stages[{i}]"
+            issues.append(Issue(issue.severity, path, issue.message, issue.hint, issue.code))
+    return issues

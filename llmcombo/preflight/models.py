@@ -17,6 +17,10 @@ from llmcombo.errors import UserError
 from llmcombo.featuremodel.issues import Issue, error, warning
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+# seconds: how long a look-up of one Hub model's config.json may take (the Hub answers in well
+# under a second when it is there; huggingface_hub's own default is 10 s per request)
+HUB_TIMEOUT = 4.0
+HUB_WORKERS = 8  # Hub look-ups run in parallel, this many at a time
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
 
 @dataclass
@@ -54,7 +58,7 @@ _reach_lock = threading.Lock()
 _reach_cache: dict[str, tuple[float, bool]] = {}
 
 
-def hub_reachable(timeout: float = 3.0, *, ttl: float = 60.0) -> bool:
+def hub_reachable(timeout: float = 2.0, *, ttl: float = 60.0) -> bool:
     """True when the Hugging Face Hub endpoint accepts a TCP connection (cached for ``ttl`` s).
 
     huggingface_hub retries for ~25 s before giving up when offline; this probe lets pre-flight
@@ -70,16 +74,15 @@ def hub_reachable(timeout: float = 3.0, *, ttl: float = 60.0) -> bool:
     host = url.hostname or "huggingface.co"
     port = url.port or (443 if url.scheme == "https" else 80)
     key = f"{host}:{port}"
-    with _reach_lock:
+    with _reach_lock:  # held while probing: parallel look-ups wait for one probe, then share it
         hit = _reach_cache.get(key)
         if hit and time.monotonic() - hit[0] < ttl:
             return hit[1]
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            ok = True
-    except OSError:
-        ok = False
-    with _reach_lock:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                ok = True
+        except OSError:
+            ok = False
         _reach_cache[key] = (time.monotonic(), ok)
     return ok
 
@@ -132,6 +135,25 @@ def inspect_model(ref: str, path: str = "", base_dir=None) -> tuple[ModelInfo, l
         info.revision = revision
         issues += _read_hub(info, repo, revision, path)
     return info, issues
+
+
+def inspect_models(refs: list[tuple[str, str]], base_dir=None, *,
+                   workers: int = HUB_WORKERS) -> dict[str, tuple[ModelInfo, list[Issue]]]:
+    """:func:`inspect_model` for each ``(ref, field path)`` (the first path of a reference
+    names it), Hub look-ups in parallel: a configuration of many Hub models takes about as long
+    as its slowest look-up, not their sum. Returns ``{ref: (info, issues)}``."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    first: dict[str, str] = {}
+    for ref, path in refs:
+        first.setdefault(ref, path)
+    if len(first) <= 1 or workers <= 1:
+        return {ref: inspect_model(ref, path, base_dir) for ref, path in first.items()}
+    with ThreadPoolExecutor(max_workers=min(workers, len(first)),
+                            thread_name_prefix="llmcombo-preflight") as pool:
+        futures = {ref: pool.submit(inspect_model, ref, path, base_dir)
+                   for ref, path in first.items()}
+        return {ref: f.result() for ref, f in futures.items()}
 
 
 def _inspect_scheme(info: ModelInfo, ref: str, path: str) -> tuple[ModelInfo, list[Issue]]:
@@ -202,7 +224,7 @@ def _read_hub(info: ModelInfo, repo: str, revision: str | None, path: str) -> li
     if not hub_reachable():
         return [_offline_warning(path, info.ref)]
     try:
-        local = hf_hub_download(repo, "config.json", revision=revision)
+        local = hf_hub_download(repo, "config.json", revision=revision, etag_timeout=HUB_TIMEOUT)
     except hf_errors.GatedRepoError:
         return [error(path, f"{repo} is a gated model: its owners must grant you access first.",
                       "Accept its licence on its Hugging Face page and log in (hf auth login).",

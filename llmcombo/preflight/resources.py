@@ -12,7 +12,8 @@ from pathlib import Path
 
 from llmcombo.featuremodel.issues import Issue, error, warning
 from llmcombo.preflight.checks import reference_model
-from llmcombo.preflight.models import WEIGHT_SUFFIXES, ModelInfo, cfg_get, inspect_model, split_revision
+from llmcombo.preflight.models import (WEIGHT_SUFFIXES, ModelInfo, cfg_get, inspect_models,
+                                      split_revision)
 from llmcombo.productline import family_of, model_slots
 from llmcombo.shapes import as_list
 
@@ -263,10 +264,9 @@ def estimate(config: dict, base_dir=None, *, out_dtype: str | None = None, out_p
         return est
     m = config[kind]
     slots = model_slots(config)
-    infos: dict[str, ModelInfo] = {}
-    for slot in slots:
-        if slot.ref not in infos:
-            infos[slot.ref] = inspect_model(slot.ref, slot.path, base_dir)[0]
+    infos: dict[str, ModelInfo] = {
+        ref: found[0] for ref, found in inspect_models([(s.ref, s.path) for s in slots],
+                                                       base_dir).items()}
     counted = set()
     for slot in slots:
         info = infos[slot.ref]

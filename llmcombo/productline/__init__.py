@@ -2,8 +2,9 @@
 
 Each *family* of combinations is one alternative under the root: ``merge`` (weight-space merges,
 :mod:`~llmcombo.productline.merge`), ``moe`` (mixtures of experts, :mod:`~llmcombo.productline.moe`),
-and the families that plugins register (the runtime ensembles, multi-stage merges, the search).
-A configuration is YAML shaped like mergekit's own files, under one key per family::
+``stages`` (multi-stage merges, :mod:`~llmcombo.productline.stages`) and the families that
+plugins register. A configuration is YAML shaped like mergekit's own files, under one key per
+family::
 
     merge:                       moe:
       method: ties                 base_model: zoo:base
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -29,6 +31,7 @@ from llmcombo.featuremodel import (Attribute, Check, Constraint, Feature, Featur
                                    StringType, alternative)
 from llmcombo.productline import merge as _merge
 from llmcombo.productline import moe as _moe
+from llmcombo.productline import stages as _stages
 from llmcombo.productline.merge import METHOD_PREFIX, method_name, method_path
 from llmcombo.productline.registry import (MethodInfo, ParamInfo, chat_templates, merge_methods,
                                            moe_architectures)
@@ -37,6 +40,7 @@ from llmcombo.productline.tables import (DTYPES, GATE_MODES, METHOD_HELP, PARAM_
                                          RANDOM_GATES, param_domain)
 
 Branch = Callable[[], tuple[Feature, list[Constraint], list[Check]]]
+_PLACEHOLDER = re.compile(r"\$\{[^}]*\}|\{\{[^}]*\}\}|\{[A-Za-z_][A-Za-z0-9_]*\}|<[A-Z][A-Z0-9_]*>")
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,9 @@ register_family(Family("merge", _merge.branch, _merge.model_slots, "llmcombo.gen
                        "mergekit", "Merge", "llmcombo.preflight:check_models"))
 register_family(Family("moe", _moe.branch, _moe.model_slots, "llmcombo.generate:moe_document",
                        "mergekit", "Mixture of experts", "llmcombo.preflight:check_models"))
+register_family(Family("stages", _stages.branch, _stages.model_slots,
+                       "llmcombo.generate:stages_document", "mergekit", "Multi-stage merge",
+                       "llmcombo.preflight.checks:check_stage_models"))
 
 
 @functools.lru_cache(maxsize=1)
@@ -138,10 +145,17 @@ def check_model_refs(data: dict, ctx: Any) -> list:
     """``zoo:domotic`` -> "there is no zoo model called 'domotic'. Did you mean zoo:domotica?"
     (mergekit and transformers cannot load such a name). Reads no file."""
     from llmcombo import modelref
-    from llmcombo.featuremodel import error
+    from llmcombo.featuremodel import error, warning
 
     issues = []
     for slot in model_slots(data):
+        if slot.role == "stage":
+            continue
+        if _PLACEHOLDER.search(slot.ref):
+            issues.append(warning(slot.path, f"{slot.ref} looks like a template placeholder that "
+                                             "was not filled in; mergekit would look for a model "
+                                             "of that name.", "Replace it with a folder or a Hub "
+                                                              "id.", "placeholder"))
         problem = modelref.scheme_problem(slot.ref.split("+")[0])
         if problem is not None:
             issues.append(error(slot.path, problem[0], problem[1], "model_missing"))

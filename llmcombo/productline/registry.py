@@ -1,5 +1,6 @@
 """What the installed mergekit declares -- merge methods (parameters, types, defaults, required
-flags, input contracts), MoE output architectures, chat template names -- as plain data.
+flags, input contracts), MoE output architectures, chat template names, the model architectures
+it knows and their modules -- as plain data.
 
 The feature model is built from this data, and reading it imports nothing of mergekit (importing
 mergekit's registry pulls in torch, transformers and peft: 10 s or more on a small machine).
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SNAPSHOT_FORMAT = 2
+SNAPSHOT_FORMAT = 3
 SHIPPED_DIR = Path(__file__).resolve().parent
 
 
@@ -127,7 +128,9 @@ def encode(snapshot: dict) -> dict:
     """The JSON form of a snapshot (see :func:`snapshot`)."""
     return {"methods": {n: dataclasses.asdict(m) for n, m in snapshot["methods"].items()},
             "moe_architectures": dict(snapshot["moe_architectures"]),
-            "chat_templates": list(snapshot["chat_templates"])}
+            "chat_templates": list(snapshot["chat_templates"]),
+            "architectures": {a: {t: list(mods) for t, mods in by_type.items()}
+                              for a, by_type in snapshot["architectures"].items()}}
 
 
 def decode(raw: dict) -> dict:
@@ -137,7 +140,9 @@ def decode(raw: dict) -> dict:
         m["params"] = tuple(ParamInfo(**p) for p in m["params"])
         methods[name] = MethodInfo(**m)
     return {"methods": methods, "moe_architectures": dict(raw["moe_architectures"]),
-            "chat_templates": tuple(raw["chat_templates"])}
+            "chat_templates": tuple(raw["chat_templates"]),
+            "architectures": {a: {t: tuple(mods) for t, mods in by_type.items()}
+                              for a, by_type in raw["architectures"].items()}}
 
 
 def _read(path: Path, fp: dict | None) -> dict | None:
@@ -203,5 +208,23 @@ def chat_templates() -> tuple[str, ...]:
     return snapshot()["chat_templates"]
 
 
-__all__ = ["MethodInfo", "ParamInfo", "cache_dir", "chat_templates", "fingerprint", "is_current",
-           "merge_methods", "moe_architectures", "snapshot"]
+def architectures() -> dict[str, dict[str, tuple[str, ...]]]:
+    """The model architectures mergekit describes without inferring the layout from the
+    weights: ``{"LlamaForCausalLM": {model_type: (module names)}}`` (model type ``""`` when
+    mergekit has one description for the name); single-module models have the module
+    ``default``."""
+    return snapshot()["architectures"]
+
+
+def modules_of(architecture: str, model_type: str | None = None) -> tuple[str, ...] | None:
+    """The module names mergekit uses for a model of this architecture (None: unknown)."""
+    by_type = architectures().get(architecture)
+    if not by_type:
+        return None
+    if len(by_type) == 1:
+        return next(iter(by_type.values()))
+    return by_type.get(model_type or "")
+
+
+__all__ = ["MethodInfo", "ParamInfo", "architectures", "cache_dir", "chat_templates", "fingerprint",
+           "is_current", "merge_methods", "modules_of", "moe_architectures", "snapshot"]

@@ -1,17 +1,29 @@
-"""What mergekit does not declare, llmcombo's own table: parameter ranges per method, plain
-explanations of methods and parameters, why a method needs a base model."""
+"""What mergekit does not declare, llmcombo's own table: parameter ranges per method (advice) and
+the few limits where mergekit fails, plain explanations of methods and parameters, why a method
+needs a base model, the names mergekit reads for dtypes and gate modes."""
 
 from __future__ import annotations
 
 from llmcombo.featuremodel import FloatType, IntType, NumberType
 
+# What mergekit's ``dtype_from_name`` reads (any other name stops the merge); "torch.float16" is
+# read as "float16". The form offers the floating-point ones.
 DTYPES = ("float32", "float16", "bfloat16", "float64")
-GATE_MODES = ("hidden", "cheap_embed", "random", "uniform_random")
-RANDOM_GATES = ("random", "uniform_random")
+ENGINE_DTYPES = DTYPES + ("int64",)
+DTYPE_SPELLINGS = {"bf16": "bfloat16", "fp16": "float16", "half": "float16", "fp32": "float32",
+                   "float": "float32", "fp64": "float64", "double": "float64"}
+# mergekit's gate modes ("hidden" takes the last token's hidden state, "hidden_avg" the average
+# over the prompt; any other name fails while the gates are computed)
+GATE_MODES = ("hidden", "cheap_embed", "random", "uniform_random", "hidden_avg", "hidden_last")
+RANDOM_GATES = ("random", "uniform_random")  # gates that do not come from the prompts
+PROMPTLESS_GATES = ("random",)  # mergekit checks no prompt at all for these
 
-# Ranges by (method, parameter); "*" applies to every method with that parameter.
+# Ranges by (method, parameter); "*" applies to every method with that parameter. These are
+# advice: mergekit takes any number for them (a value outside is a warning), e.g. density 1.5
+# keeps everything like 1, and a density of 0 drops the task vector (a per-layer gradient may
+# use it on purpose).
 PARAM_RANGES: dict[tuple[str, str], NumberType] = {
-    ("*", "density"): FloatType(0.0, 1.0, min_open=True),
+    ("*", "density"): FloatType(0.0, 1.0),
     ("*", "gamma"): FloatType(0.0, 1.0, max_open=True),
     ("della", "epsilon"): FloatType(0.0, 0.5, max_open=True),
     ("della_linear", "epsilon"): FloatType(0.0, 0.5, max_open=True),
@@ -27,6 +39,13 @@ PARAM_RANGES: dict[tuple[str, str], NumberType] = {
     ("multislerp", "eps"): FloatType(0.0, None, min_open=True),
     ("*", "lambda"): FloatType(),
     ("*", "weight"): FloatType(),
+}
+
+# Where mergekit fails (an error): DARE drops entries with torch.bernoulli, which refuses a
+# negative keep probability. tests/test_engine_truth.py runs each of these.
+ENGINE_LIMITS: dict[tuple[str, str], NumberType] = {
+    ("dare_ties", "density"): FloatType(0.0, None),
+    ("dare_linear", "density"): FloatType(0.0, None),
 }
 
 # One plain sentence per parameter: what it DOES to the result (the form shows it beside the
@@ -106,5 +125,10 @@ METHOD_HELP: dict[str, str] = {
 
 
 def param_domain(method: str, name: str) -> NumberType | None:
-    """The range of a parameter for a method (None: any value of its type)."""
+    """The advised range of a parameter for a method (None: any value of its type)."""
     return PARAM_RANGES.get((method, name)) or PARAM_RANGES.get(("*", name))
+
+
+def engine_limit(method: str, name: str) -> NumberType | None:
+    """The range outside which mergekit fails for this method's parameter (None: none)."""
+    return ENGINE_LIMITS.get((method, name)) or ENGINE_LIMITS.get(("*", name))
