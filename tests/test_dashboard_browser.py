@@ -270,7 +270,7 @@ def test_dashboard_end_to_end(server, zoo_dir):
                 _fill(page, f"merge-models-{i}-parameters-weight", "1.0")
             # the help line beside a parameter: what it does, its interval in words
             density_help = ".llmcombo-key-merge-models-0-parameters-density .llmcombo-field-help"
-            expect(page.locator(density_help)).to_contain_text("a number above 0, up to 1")
+            expect(page.locator(density_help)).to_contain_text("a number between 0 and 1")
             page.locator(".llmcombo-key-merge-models-0-model .llmcombo-check").click()
             expect(page.locator(".llmcombo-key-merge-models-0-model .llmcombo-model-info")).to_contain_text(
                 "layers", timeout=60_000)
