@@ -117,6 +117,8 @@ class LlamaCppModel(EmbedMixin):
         cp.n_seq_max = self.n_seq_max
         cp.n_threads = cp.n_threads_batch = self.threads
         cp.kv_unified = True  # a prompt's tokens shared by its sequences
+        if self.parameters < SMALL_MODEL_PARAMS:  # f32 keys/values: transformers' numbers on CPU
+            cp.type_k = cp.type_v = L.GGML_TYPE_F32
         cp.pooling_type = L.LLAMA_POOLING_TYPE_MEAN  # when embeddings are switched on
         cp.embeddings = False
         cp.no_perf = True
@@ -144,7 +146,8 @@ class LlamaCppModel(EmbedMixin):
         L = self.L
         heads = max(1, L.llama_model_n_head(self.model))
         kv_heads = max(1, L.llama_model_n_head_kv(self.model))
-        per_cell = 2 * self.n_layer * self.n_embd * kv_heads // heads * 2  # K and V, f16
+        width = 4 if self.parameters < SMALL_MODEL_PARAMS else 2  # f32 / f16 cells
+        per_cell = 2 * self.n_layer * self.n_embd * kv_heads // heads * width  # K and V
         cells = KV_BUDGET_BYTES // max(1, per_cell)
         return int(max(512, min(4096, cells // 256 * 256)))
 
@@ -466,8 +469,9 @@ def load_llama(ref: Any, base_dir=None, *, quant: str = "f16", threads: int | No
     once to a cached GGUF of type ``quant``: :func:`llmcombo.gguf.cached_gguf`) loaded once per
     (file, content); ``threads`` changes the loaded model's threads."""
     from llmcombo.gguf.cache import cached_gguf
-    from llmcombo.gguf.export import normalize_quant
+    from llmcombo.gguf.export import normalize_quant, require_llama_cpp
 
+    require_llama_cpp("the llama_cpp backend")  # before converting anything
     q = normalize_quant(quant)
     path = cached_gguf(ref, q, base_dir=base_dir, progress=progress)
     st = path.stat()
