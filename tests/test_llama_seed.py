@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import pytest
 
+from llama_factory import zoo_converts_to_gguf
 from llmcombo.ensemble import load_product
 from llmcombo.gguf import export as gx
-from llmcombo.zoo.store import ZOO_VERSION
 from llmcombo.zoo.tasks import normalize_command
 
 SEED_PROMPT = "[ORDEN] apaga la luz del salon [COMANDO]"
@@ -29,7 +29,7 @@ def zoo_gguf(zoo, llama_cpp, gguf_cache, tmp_path_factory):
         return {name: gx.export_gguf(f"zoo:{name}", out / f"{name}-f16.gguf", "f16").path
                 for name in ("domotica", "tiempo", "selector")}
     except gx.GGUFError as exc:
-        if ZOO_VERSION >= 2:
+        if zoo_converts_to_gguf(zoo.dir):
             raise
         # zoo v1: the refusal must be the clear message, and nothing may be left behind
         assert str(exc).startswith("llama.cpp does not recognise this model's tokenizer."), exc
