@@ -916,7 +916,7 @@ comparison.plot()"""),
     ("md", """\
 ## 6. How fast
 
-One prompt at a time, as `answer()` runs it (medians; `bench/llama_cpp.py` measures it properly,
+One prompt at a time, as `answer()` runs it (medians; `bench/llama_vs_transformers.py` measures it properly,
 with the load average). Timings vary with the machine, so nothing is asserted here."""),
     ("code", """\
 import statistics

@@ -16,7 +16,7 @@ callback that then stops the graph.
 
 ``threads`` defaults to 1 for models under 50M parameters (on a shared 2-core machine a second
 thread makes such a model several times slower: OpenMP barriers wait for descheduled threads;
-bench/llama_cpp.py), else ``min(4, CPU cores)``.
+bench/llama_vs_transformers.py), else ``min(4, CPU cores)``.
 """
 
 from __future__ import annotations
