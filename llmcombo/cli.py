@@ -206,7 +206,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def _args_export_gguf(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="a model folder (a merge's output), zoo:NAME or a hub id")
+    p.add_argument("model", help="a model folder (a merge's output), zoo:NAME, a hub id, or a "
+                                  ".gguf file to re-encode")
     p.add_argument("out", help="the GGUF file to write, e.g. my-merge-q8_0.gguf")
     p.add_argument("--quant", default="f16",
                    help="GGUF type: f16 (default), f32, bf16, q8_0, q6_k, q5_k_m, q4_k_m, ...")

@@ -331,3 +331,18 @@ def test_env_keeps_no_local_gguf_out_of_the_child(monkeypatch):
                   "a child", 60)
     assert out.strip() == "None"
     assert os.environ["NO_LOCAL_GGUF"] == "1"
+
+
+@pytest.mark.slow
+def test_a_gguf_file_is_re_encoded_by_the_quantiser(tiny, tmp_path, llama_cpp):
+    f16 = gx.export_gguf(tiny, tmp_path / "t-f16.gguf", "f16", check_tokenizer=False).path
+    r = gx.export_gguf(f16, tmp_path / "t-q4_k_m.gguf", "q4_k_m")
+    assert [s for s, _ in r.steps] == ["quantize q4_k_m", "verify"]
+    assert r.architecture == "llama" and 0 < r.size_bytes < f16.stat().st_size
+    with pytest.raises(gx.GGUFError, match="is the input file"):
+        gx.export_gguf(f16, f16, "q8_0", overwrite=True)
+    bad = tmp_path / "zip.gguf"
+    bad.write_bytes(b"PK\x03\x04 a zip")
+    with pytest.raises(gx.GGUFError, match="is not a GGUF file"):
+        gx.export_gguf(bad, tmp_path / "never.gguf", "q8_0")
+    assert not (tmp_path / "never.gguf").exists() and leftovers(tmp_path) == []

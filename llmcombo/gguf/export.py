@@ -33,6 +33,8 @@ QUANTIZER_TYPES = {
     "iq4_xs": 30,
 }
 QUANT_TYPES = CONVERTER_TYPES + tuple(QUANTIZER_TYPES)
+# llama_ftype of the converter's types, for re-encoding a GGUF file with the quantiser
+FTYPES = {"f32": 0, "f16": 1, "q8_0": 7, "bf16": 32, **QUANTIZER_TYPES}
 ALIASES = {"float32": "f32", "fp32": "f32", "float16": "f16", "fp16": "f16", "half": "f16",
            "bfloat16": "bf16", "q8": "q8_0", "q4_k": "q4_k_m", "q5_k": "q5_k_m", "q3_k": "q3_k_m",
            "q6": "q6_k"}
@@ -347,7 +349,8 @@ def export_gguf(model: Any, out: str | os.PathLike, quant: str = "f16", *, base_
                 progress: Any = None, cancel=None, timeout: float | None = None) -> ExportResult:
     """Write ``model`` (a model folder, ``zoo:NAME``, a Hub id, a merge's
     :class:`~llmcombo.run.RunResult`) as one GGUF file ``out`` of type ``quant``
-    (:data:`QUANT_TYPES`: ``f16``, ``q8_0``, ``q4_k_m``, ...).
+    (:data:`QUANT_TYPES`: ``f16``, ``q8_0``, ``q4_k_m``, ...). A ``.gguf`` file as ``model`` is
+    re-encoded by the quantiser (f16 -> q4_k_m, say).
 
     llama.cpp's converter (llmcombo's copy, in a child process) writes f32/f16/bf16/q8_0; the
     other types are quantised from its output by ``llama_model_quantize`` (another child). The
@@ -370,6 +373,9 @@ def export_gguf(model: Any, out: str | os.PathLike, quant: str = "f16", *, base_
                         hint="Choose another name, or allow replacing it (overwrite=True, "
                              "--overwrite).")
     require_llama_cpp()
+    if isinstance(model, (str, os.PathLike)) and os.fspath(model).lower().endswith(".gguf"):
+        return _requantize(Path(model).expanduser(), out_path, q, threads, progress, cancel,
+                           timeout, t0)
     folder = local_model_folder(model, base_dir).resolve()
     arch = model_architecture(folder)
     check_architecture(arch)
@@ -431,6 +437,47 @@ def export_gguf(model: Any, out: str | os.PathLike, quant: str = "f16", *, base_
     except BaseException:
         for t in temps:
             t.unlink(missing_ok=True)
+        raise
+    finally:
+        progress.close()
+    result.size_bytes = out_path.stat().st_size
+    result.seconds = round(time.perf_counter() - t0, 3)
+    return result
+
+
+def _requantize(src: Path, out_path: Path, q: str, threads, progress, cancel, timeout,
+                t0: float) -> ExportResult:
+    """A GGUF file re-encoded to another type by llama.cpp's quantiser (e.g. f16 -> q4_k_m)."""
+    from llmcombo.fsutil import file_mode
+    from llmcombo.progress import as_progress
+
+    gguf_version(src)
+    if src.resolve() == out_path.resolve():
+        raise GGUFError(f"{out_path} is the input file; write the new type to another file.",
+                        field="out")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    progress = as_progress(progress)
+    fd, name = tempfile.mkstemp(prefix=f".{out_path.name}.gguf.", suffix=".part",
+                                dir=out_path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    result = ExportResult(out_path, q, "", 0, 0.0)
+    progress.start(2, f"GGUF {q}")
+    try:
+        ts = time.perf_counter()
+        n = threads or max(1, min(4, os.cpu_count() or 1))
+        _run([sys.executable, "-m", "llmcombo.gguf._child", "quantize", str(src), str(tmp),
+              str(FTYPES[q]), str(n)], f"quantising {src.name} to {q}", timeout, cancel)
+        result.steps.append(("quantize " + q, round(time.perf_counter() - ts, 3)))
+        progress.update(1)
+        ts = time.perf_counter()
+        result.architecture = verify_gguf(tmp).get("architecture") or "?"
+        result.steps.append(("verify", round(time.perf_counter() - ts, 3)))
+        progress.update(1)
+        os.chmod(tmp, file_mode())
+        os.replace(tmp, out_path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
         raise
     finally:
         progress.close()
