@@ -162,6 +162,9 @@ def _configs(models, backend):
         "router": {"ensemble": {"router": {
             "selector": {"kind": "label_model", "model": sel, "backend": backend},
             "routes": [{"label": "LLM1", **m}, {"label": "LLM2", **m}]}}},
+        "fallback": {"ensemble": {"router": {  # a selector that writes commands, not labels
+            "selector": {"kind": "label_model", "model": seed, "backend": backend},
+            "routes": [{"label": "LLM1", **m}, {"label": "LLM2", **m}]}}},
         "embedding": {"ensemble": {"router": {
             "selector": {"kind": "embedding", "model": seed, "backend": backend, "layer": 0},
             "routes": [{"label": "LLM1", **m, "examples": ["apaga la luz", "enciende la luz"]},
@@ -180,12 +183,14 @@ def _shape(trace):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["pipeline", "vote", "router", "embedding"])
+@pytest.mark.parametrize("kind", ["pipeline", "vote", "router", "fallback", "embedding"])
 def test_products_answer_and_trace_as_on_transformers(models, kind):
     hf = load_product(_configs(models, "transformers")[kind])
     ll = load_product(_configs(models, "llama_cpp")[kind])
     a, b = hf.answer_batch(NATURAL), ll.answer_batch(NATURAL)
     assert [x.text for x in a] == [y.text for y in b]
+    if kind == "fallback":  # the selector generated, found no label, and the fallback answered
+        assert all(y.trace["fallback"] and "not a route" in y.trace["reason"] for y in b)
     for x, y in zip(a, b):
         assert y.trace["backend"] == "llama_cpp" and x.trace["backend"] == "transformers"
         shape_a = json.loads(json.dumps(_shape(x.trace)).replace("transformers", "llama_cpp"))

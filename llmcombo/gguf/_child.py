@@ -2,11 +2,12 @@
 abort(), which would take a Jupyter kernel with it):
 
     python -m llmcombo.gguf._child quantize SRC DST FTYPE THREADS
-    python -m llmcombo.gguf._child verify GGUF [MODEL_DIR]
+    python -m llmcombo.gguf._child verify GGUF [CHECK.json]
 
-``verify`` loads the file's metadata and vocabulary with the installed llama.cpp and, given the
-Hugging Face folder it came from, compares transformers' token ids with llama.cpp's on
-:func:`llmcombo.gguf.tokens.check_texts`; it prints one JSON line.
+``verify`` loads the file's metadata and vocabulary with the installed llama.cpp and, given
+``{"texts": [...], "ids": [...]}`` (transformers' token ids, computed by the parent), reports the
+texts llama.cpp tokenizes otherwise (after the strip rules the GGUF carries); it prints one JSON
+line.
 """
 
 from __future__ import annotations
@@ -45,10 +46,10 @@ def tokenize(L, vocab, text: str) -> list[int]:
     return list(buf[:n]) if n >= 0 else [n]
 
 
-def verify(path: str, model_dir: str | None) -> int:
+def verify(path: str, check_file: str | None) -> int:
     import llama_cpp as L
 
-    from llmcombo.gguf.tokens import STRIP_KEY, StripRules, check_texts
+    from llmcombo.gguf.tokens import STRIP_KEY, StripRules
 
     _quiet(L)
     p = L.llama_model_default_params()
@@ -60,26 +61,16 @@ def verify(path: str, model_dir: str | None) -> int:
     out: dict = {"n_tokens": L.llama_vocab_n_tokens(vocab),
                  "architecture": meta(L, model, "general.architecture"),
                  "tokenizer": meta(L, model, "tokenizer.ggml.model")}
-    if model_dir:
-        from transformers import AutoTokenizer
-
-        tok = AutoTokenizer.from_pretrained(model_dir)
+    if check_file:
+        with open(check_file, encoding="utf-8") as fh:
+            check = json.load(fh)
         rules = StripRules.from_json(meta(L, model, STRIP_KEY))
-        specials = [t for t in getattr(tok, "added_tokens_decoder", {}).values()
-                    if getattr(t, "special", False)]
-        marks = [t.content for t in specials if t.content not in (tok.bos_token, tok.eos_token,
-                                                                  tok.unk_token, tok.pad_token)]
-        texts = check_texts(marks)
-        bad = []
-        for t in texts:
-            hf = list(tok(t)["input_ids"])
-            ll = tokenize(L, vocab, rules.apply(t))
-            if hf != ll:
-                bad.append({"text": t, "transformers": tok.convert_ids_to_tokens(hf)[:24],
-                            "llama_cpp": tok.convert_ids_to_tokens([i for i in ll if i >= 0])[:24]})
-        out["checked"] = len(texts)
-        out["differ"] = len(bad)
-        out["examples"] = bad[:3]
+        differ = {}
+        for i, (text, ids) in enumerate(zip(check["texts"], check["ids"])):
+            mine = tokenize(L, vocab, rules.apply(text))
+            if mine != ids:
+                differ[str(i)] = mine
+        out["differ_ids"] = differ
     L.llama_model_free(model)
     print(json.dumps(out, ensure_ascii=False))
     return 0

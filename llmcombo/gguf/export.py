@@ -321,22 +321,46 @@ def _run(cmd: list[str], what: str, timeout: float | None, cancel=None) -> str:
 def verify_gguf(path: str | os.PathLike, model_dir: str | os.PathLike | None = None,
                 timeout: float | None = 600) -> dict:
     """Load ``path``'s metadata and vocabulary with the installed llama.cpp (a child process);
-    given the Hugging Face folder it came from, also compare the two tokenizers' ids on
-    :func:`llmcombo.gguf.tokens.check_texts`. Returns ``{n_tokens, architecture, tokenizer}``
-    (+ ``checked``, ``differ``, ``examples``)."""
+    given the Hugging Face folder it came from, also compare transformers' token ids (computed
+    here) with llama.cpp's on :func:`llmcombo.gguf.tokens.check_texts`. Returns
+    ``{n_tokens, architecture, tokenizer}`` (+ ``checked``, ``differ``, ``examples``)."""
     gguf_version(path)
     require_llama_cpp("reading a GGUF file")
     cmd = [sys.executable, "-m", "llmcombo.gguf._child", "verify", str(path)]
-    if model_dir is not None:
-        cmd.append(str(model_dir))
-    try:
-        log = _run(cmd, f"loading {Path(path).name} with llama.cpp", timeout)
-    except GGUFError as exc:
-        raise GGUFError(f"llama.cpp cannot load {path}.", log=exc.log,
-                        hint="The file may be damaged, or written by a newer llama.cpp than the "
-                             "installed llama-cpp-python.") from None
+    tok = texts = None
+    with tempfile.TemporaryDirectory(prefix="llmcombo-verify-") as tmp:
+        if model_dir is not None:
+            from llmcombo.gguf.tokens import check_texts
+            from transformers import AutoTokenizer
+
+            tok = AutoTokenizer.from_pretrained(str(model_dir))
+            plain = {tok.bos_token, tok.eos_token, tok.unk_token, tok.pad_token}
+            marks = [t.content for t in getattr(tok, "added_tokens_decoder", {}).values()
+                     if getattr(t, "special", False) and t.content not in plain]
+            texts = check_texts(marks)
+            check = Path(tmp) / "check.json"
+            check.write_text(json.dumps({"texts": texts, "ids": [list(tok(t)["input_ids"])
+                                                                 for t in texts]}),
+                             encoding="utf-8")
+            cmd.append(str(check))
+        try:
+            log = _run(cmd, f"loading {Path(path).name} with llama.cpp", timeout)
+        except GGUFError as exc:
+            raise GGUFError(f"llama.cpp cannot load {path}.", log=exc.log,
+                            hint="The file may be damaged, or written by a newer llama.cpp than "
+                                 "the installed llama-cpp-python.") from None
     lines = [ln for ln in log.splitlines() if ln.startswith("{")]
-    return json.loads(lines[-1]) if lines else {}
+    info = json.loads(lines[-1]) if lines else {}
+    if tok is not None and texts is not None:
+        differ = info.pop("differ_ids", {})
+        info["checked"], info["differ"] = len(texts), len(differ)
+        info["examples"] = [{"text": texts[int(i)],
+                             "transformers": tok.convert_ids_to_tokens(
+                                 list(tok(texts[int(i)])["input_ids"]))[:24],
+                             "llama_cpp": tok.convert_ids_to_tokens(
+                                 [t for t in ids if 0 <= t < len(tok)])[:24]}
+                            for i, ids in list(differ.items())[:3]]
+    return info
 
 
 def _weights_bytes(folder: Path) -> int:
