@@ -15,7 +15,7 @@ it). :func:`clear_cache` frees them.
 from __future__ import annotations
 
 import os
-
+import sys
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -195,16 +195,12 @@ def load_model(ref: str, base_dir=None, device: str | None = "auto",
 def cached_models() -> list[tuple[str, ...]]:
     """Keys ``(path, device, dtype)`` of the cached transformers models, least recently used
     first, then ``(gguf, quant)`` of the llama.cpp ones."""
-    import sys
-
     llama = sys.modules.get("llmcombo.ensemble.llama_backend")
     return list(_CACHE) + (llama.cached_models() if llama else [])
 
 
 def clear_cache() -> None:
     """Forget every loaded model (frees memory once nothing else holds them)."""
-    import sys
-
     with _CACHE_LOCK:
         _CACHE.clear()
     llama = sys.modules.get("llmcombo.ensemble.llama_backend")
