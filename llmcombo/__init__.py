@@ -26,8 +26,9 @@ _FUNCTIONS = {
     "feature_model": "llmcombo.productline",
     "load_product": "llmcombo.ensemble",
     "make_plan": "llmcombo.plan",
+    "export_gguf": "llmcombo.gguf",
 }
-_MODULES = {"analysis", "api", "configuration", "datasets", "engine", "errors", "ensemble",
+_MODULES = {"analysis", "api", "configuration", "datasets", "engine", "errors", "ensemble", "gguf",
             "evaluate", "featuremodel", "fsutil", "generate", "hub", "importer", "modelref",
             "outputs", "plan", "plots", "plugins", "preflight", "productline", "progress", "run",
             "shapes", "sysinfo", "validation", "zoo"}

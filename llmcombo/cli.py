@@ -232,6 +232,10 @@ def _args_publish(p: argparse.ArgumentParser) -> None:
     p.add_argument("--license", help="licence identifier for the model card, e.g. apache-2.0")
     p.add_argument("--dry-run", action="store_true",
                    help="write the model card and list what would be uploaded; no network")
+    p.add_argument("--gguf", metavar="TYPES", default="",
+                   help="also export GGUF files of these types into the folder first and upload "
+                        "them beside the safetensors, e.g. --gguf q8_0,q4_k_m (needs the [llama] "
+                        "extra); GGUF files already in the folder are uploaded anyway")
 
 
 @command("publish", "write a model card and upload a model folder to the Hugging Face Hub",
@@ -239,9 +243,35 @@ def _args_publish(p: argparse.ArgumentParser) -> None:
 def cmd_publish(args: argparse.Namespace) -> int:
     from llmcombo.hub import publish
 
+    gguf = [q.strip() for q in args.gguf.split(",") if q.strip()]
     result = publish(args.folder, args.repo, private=args.private, license=args.license,
-                     dry_run=args.dry_run)
+                     dry_run=args.dry_run, gguf=gguf)
     print(result.summary())
+    return 0
+
+
+def _args_export_gguf(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="a model folder (a merge's output), zoo:NAME, a hub id, or a "
+                                  ".gguf file to re-encode")
+    p.add_argument("out", help="the GGUF file to write, e.g. my-merge-q8_0.gguf")
+    p.add_argument("--quant", default="f16",
+                   help="GGUF type: f16 (default), f32, bf16, q8_0, q6_k, q5_k_m, q4_k_m, ...")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace OUT, only once the new file is complete and checked")
+    p.add_argument("--threads", type=int, default=None, help="threads for quantising")
+
+
+@command("export-gguf", "convert a model to one GGUF file with llama.cpp's converter (and quantiser)",
+         _args_export_gguf)
+def cmd_export_gguf(args: argparse.Namespace) -> int:
+    from llmcombo.gguf import export_gguf
+    from llmcombo.progress import default_progress
+
+    result = export_gguf(args.model, args.out, args.quant, overwrite=args.overwrite,
+                         threads=args.threads, progress=default_progress())
+    for w in result.warnings:
+        _err(f"warning: {w}")
+    print(result)
     return 0
 
 

@@ -213,6 +213,10 @@ def model_and_tokenizer(model: Any):
     from llmcombo.ensemble import members as M
     from llmcombo.ensemble import products as P
 
+    if isinstance(model, P.SingleModel) and model.member.backend != "transformers" or \
+            isinstance(model, (str, os.PathLike)) and str(model).lower().endswith(".gguf"):
+        raise UserError("perplexity is measured with transformers, not on a llama.cpp (GGUF) "
+                        "model.", hint="Give the model folder the GGUF file was made from.")
     if isinstance(model, P.SingleModel):
         lm = model.member.lm
         return lm.model, lm.tokenizer

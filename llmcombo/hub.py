@@ -9,7 +9,9 @@
 The card is built with huggingface_hub's ``ModelCard`` / ``ModelCardData``: base models (the Hub ids
 among the inputs), the method, the mergekit YAML, the lineage written by :mod:`llmcombo.run`, an
 evaluation table when the folder holds ``evaluation.csv`` (or ``eval_results.csv`` /
-``results.csv``), tags ``merge``, ``mergekit`` (and ``moe``), and the licence.
+``results.csv``), the GGUF files beside the safetensors (``gguf=["q8_0"]`` exports them first with
+:func:`llmcombo.gguf.export_gguf`), tags ``merge``, ``mergekit`` (``moe``, ``gguf``), and the
+licence.
 
 The token comes from ``token=``, ``HF_TOKEN`` or the saved login (``huggingface_hub.get_token``).
 It is never printed, logged or written: error messages from the Hub are scrubbed, and a folder
@@ -25,6 +27,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 from llmcombo.errors import OfflineError, UserError
 from llmcombo.fsutil import atomic_write
@@ -54,6 +57,20 @@ CARD_TEMPLATE = """---
 {% for row in inputs -%}
 * {{ row }}
 {% endfor %}
+{% if gguf_rows %}
+## GGUF
+
+For llama.cpp and the tools built on it, written by llama.cpp's own converter{{ gguf_tool }}:
+
+| file | type | size |
+|---|---|---|
+{% for name, kind, size in gguf_rows -%}
+| `{{ name }}` | {{ kind }} | {{ size }} |
+{% endfor %}
+```bash
+llama-cli -m {{ gguf_rows[0][0] }} -p "..."
+```
+{% endif %}
 {% if eval_table %}
 ## Evaluation
 
@@ -230,6 +247,18 @@ def _inputs_from(lineage: dict | None, kind: str, mk: dict) -> list[dict]:
             for s in model_slots({kind: mk})]
 
 
+_GGUF_TYPE = re.compile(r"[-_.]((?:i?q\d\w*)|f16|f32|bf16)\.gguf$", re.IGNORECASE)
+
+
+def _gguf_rows(folder: Path) -> list[tuple[str, str, str]]:
+    """``(file, type, size)`` of the GGUF files in ``folder`` (the type read from the name)."""
+    rows = []
+    for f in sorted(folder.glob("*.gguf")):
+        m = _GGUF_TYPE.search(f.name)
+        rows.append((f.name, m.group(1).upper() if m else "-", f"{f.stat().st_size / 1e6:.1f} MB"))
+    return rows
+
+
 def build_card(folder, *, repo_id: str | None = None, license: str | None = None):
     """The :class:`huggingface_hub.ModelCard` of a model folder written by ``llmcombo merge``
     (a plain mergekit output folder works too)."""
@@ -267,7 +296,9 @@ def build_card(folder, *, repo_id: str | None = None, license: str | None = None
         if text not in listed:
             listed.append(text)
 
-    tags = ["merge", "mergekit", "llmcombo"] + (["moe"] if kind == "moe" else [])
+    gguf_rows = _gguf_rows(folder)
+    tags = ["merge", "mergekit", "llmcombo"] + (["moe"] if kind == "moe" else []) + \
+        (["gguf"] if gguf_rows else [])
     model_name = repo_id.split("/")[-1] if repo_id else folder.name
     card_data = ModelCardData(base_model=base_models or None, tags=tags, license=license,
                               library_name="transformers", model_name=model_name,
@@ -290,7 +321,8 @@ def build_card(folder, *, repo_id: str | None = None, license: str | None = None
         card_data, template_str=CARD_TEMPLATE, model_name=model_name, summary=summary,
         method_text=method_text, inputs=listed, yaml=yaml_text,
         tool="mergekit" + (" MoE" if kind == "moe" else ""),
-        eval_table=_eval_table(folder),
+        eval_table=_eval_table(folder), gguf_rows=gguf_rows,
+        gguf_tool=f" (llama-cpp-python {_gguf_tool()})" if gguf_rows else "",
         lineage=json.dumps(lineage, indent=2) if lineage else None, lineage_rows=lineage_rows)
     # the card is public: no local folder of this machine (the zoo in the home cache, the
     # output folder, a model given by its absolute path) is written into it
@@ -300,6 +332,31 @@ def build_card(folder, *, repo_id: str | None = None, license: str | None = None
 # ---------------------------------------------------------------------------------------------
 # upload
 # ---------------------------------------------------------------------------------------------
+
+
+def _gguf_tool() -> str:
+    try:
+        from llmcombo.gguf.export import converter_version
+
+        return converter_version()
+    except Exception:
+        return "?"
+
+
+def export_gguf_files(folder: Path, types: list[str], progress=None) -> list[Path]:
+    """``NAME-TYPE.gguf`` in ``folder`` for each type: exported now, unless a file of that name
+    is already there and newer than the weights."""
+    from llmcombo.gguf.export import export_gguf, normalize_quant
+
+    quants = [normalize_quant(t) for t in types]  # every name checked before any work
+    weights = [f.stat().st_mtime for f in folder.iterdir() if f.suffix in (".safetensors", ".bin")]
+    out = []
+    for q in dict.fromkeys(quants):
+        path = folder / f"{folder.name}-{q}.gguf"
+        if not (path.is_file() and path.stat().st_mtime >= max(weights, default=0)):
+            export_gguf(folder, path, q, overwrite=True, progress=progress)
+        out.append(path)
+    return out
 
 
 def _scrub(text: str, token: str | None) -> str:
@@ -383,17 +440,23 @@ def _chain(exc: BaseException):
 
 def publish(folder, repo_id: str, *, private: bool = False, license: str | None = None,
             dry_run: bool = False, token: str | None = None,
-            commit_message: str | None = None) -> PublishResult:
+            commit_message: str | None = None, gguf: Sequence[str] = (),
+            progress=None) -> PublishResult:
     """Write the model card into ``folder`` (``README.md``) and upload the folder to ``repo_id``.
 
-    ``dry_run=True`` writes the card and lists the files that would be uploaded without any
-    network access. Raises :class:`UserError` (not logged in, bad folder or name) and
-    :class:`OfflineError` (the Hub cannot be reached).
+    ``gguf``: GGUF types (``["q8_0", "q4_k_m"]``) exported into the folder first
+    (``NAME-TYPE.gguf``, :func:`export_gguf_files`) and uploaded beside the safetensors; GGUF
+    files already in the folder are uploaded and listed on the card anyway.
+    ``dry_run=True`` writes the card (and the GGUF files) and lists the files that would be
+    uploaded without any network access. Raises :class:`UserError` (not logged in, bad folder or
+    name) and :class:`OfflineError` (the Hub cannot be reached).
     """
     folder = Path(folder).expanduser().absolute()
     _check_folder(folder)
     _check_repo_id(repo_id)
     tok = None if dry_run else _token(token)
+    if gguf:
+        export_gguf_files(folder, list(gguf), progress)
     card = build_card(folder, repo_id=repo_id, license=license)
     text = _scrub(str(card), tok)
     card_path = folder / CARD_FILE
@@ -439,4 +502,4 @@ def publish(folder, repo_id: str, *, private: bool = False, license: str | None 
     return result
 
 
-__all__ = ["PublishResult", "build_card", "public_text", "publish"]
+__all__ = ["PublishResult", "build_card", "export_gguf_files", "public_text", "publish"]

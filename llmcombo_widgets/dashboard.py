@@ -222,6 +222,11 @@ class RunPanel:
                                    disabled=True)
         self.cancel_btn.add_class("llmcombo-cancel")
         self.cancel_btn.on_click(lambda _b: model.cancel())
+        self.gguf_btn = W.Button(description="export to GGUF", icon="download", disabled=True,
+                                 tooltip=f"write OUT/NAME-{model.gguf_quant}.gguf with llama.cpp "
+                                         "(needs llmcombo[llama])")
+        self.gguf_btn.add_class("llmcombo-export-gguf")
+        self.gguf_btn.on_click(lambda _b: self._export_gguf())
         self.preflight = W.HTML()
         self.preflight.add_class("llmcombo-preflight")
         self.progress = WidgetProgress()
@@ -248,7 +253,7 @@ class RunPanel:
             [W.HTML("<b>Run the merge or mixture of experts</b> <span class='llmcombo-help'>"
                     "(in the background: the page stays usable)</span>"),
              W.HBox([self.out], layout=W.Layout(width="100%")), self.overwrite,
-             W.HBox([self.check_btn, self.run_btn, self.cancel_btn],
+             W.HBox([self.check_btn, self.run_btn, self.cancel_btn, self.gguf_btn],
                     layout=W.Layout(flex_flow="row wrap")),
              self.preflight, self.progress.widget, self.status],
             [W.HTML("<b>Results</b> <span class='llmcombo-help'>(this run or an earlier one)"
@@ -258,8 +263,28 @@ class RunPanel:
             cls="llmcombo-run-panel")
         self.widget.add_class("llmcombo-run-panel")
         model.job.subscribe(self._on_job)
+        model.gguf_job.subscribe(self._on_gguf)
         self._syncing = False
         self.refresh_runs()
+
+    def _export_gguf(self) -> None:
+        try:
+            self.model.export_gguf()
+        except Exception as exc:
+            message = html.escape(getattr(exc, "message", str(exc)))
+            self.status.value = f"<span class='llmcombo-status-error'>{message}</span>"
+
+    def _on_gguf(self, job: Job) -> None:
+        _set(self.gguf_btn, disabled=not self.model.can_export_gguf())
+        if job.status == RUNNING:
+            _set(self.status, value=f"GGUF … {job.fraction:.0%} {html.escape(job.phase)}")
+        elif job.status == DONE:
+            self.status.value = ("<span class='llmcombo-status-ok llmcombo-gguf-done'>"
+                                 f"{html.escape(str(job.result))}</span>")
+        elif job.status in (FAILED, CANCELLED):
+            hint = f" <i>{html.escape(job.hint)}</i>" if job.hint else ""
+            self.status.value = (f"<span class='llmcombo-status-error'>GGUF {job.status}: "
+                                 f"{html.escape(job.error or '')}{hint}</span>")
 
     def _on_out(self, change) -> None:
         if not self._syncing:
@@ -376,6 +401,7 @@ class RunPanel:
         running = job.status == RUNNING
         _set(self.cancel_btn, disabled=not running)
         _set(self.run_btn, disabled=running or bool(self.model.why_not_runnable()))
+        _set(self.gguf_btn, disabled=running or not self.model.can_export_gguf())
         if running:
             _set(self.status, value=f"running … {job.fraction:.0%} {html.escape(job.phase)}")
             return

@@ -135,6 +135,7 @@ class RunModel:
         self.out_dir: str | None = None  # None: derived from the configuration
         self.overwrite = True
         self.job = Job("run")
+        self.gguf_job = Job("gguf")
         self.results: list[Any] = []  # RunResult of every finished run (newest last)
         self.summary: PreflightSummary | None = None
 
@@ -278,6 +279,31 @@ class RunModel:
 
     def cancel(self) -> None:
         self.job.cancel()
+
+    # -- export to GGUF (llama.cpp) after a merge ------------------------------------------
+    gguf_quant = "q8_0"  # what "export to GGUF" writes (llmcombo.gguf.QUANT_TYPES)
+
+    def can_export_gguf(self) -> bool:
+        return bool(self.results) and not self.gguf_job.running
+
+    def export_gguf(self, quant: str | None = None, background: bool = True) -> Job:
+        """Write the last run's model as ``OUT/NAME-QUANT.gguf`` (beside its safetensors, so
+        Publish uploads it too) with :func:`llmcombo.gguf.export_gguf`; returns the job (its
+        result is the :class:`~llmcombo.gguf.ExportResult`)."""
+        from llmcombo.errors import UserError
+
+        if not self.results:
+            raise UserError("Run a merge first: its output folder is what gets exported.")
+        folder = Path(self.results[-1].path)
+        q = quant or self.gguf_quant
+
+        def work(job: Job):
+            from llmcombo.gguf import export_gguf
+
+            return export_gguf(folder, folder / f"{folder.name}-{q}.gguf", q, overwrite=True,
+                               progress=job, cancel=job.cancel_token)
+
+        return self.gguf_job.run(work, background=background)
 
     def result_rows(self) -> list[tuple[str, str]]:
         r = self.job.result

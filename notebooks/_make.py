@@ -37,9 +37,9 @@ def repo_url() -> str | None:
     return None
 
 
-def install_spec() -> str:
+def install_spec(extras: str = "widgets") -> str:
     url = repo_url()
-    return f"llmcombo[widgets] @ git+{url}.git" if url else "llmcombo[widgets]"
+    return f"llmcombo[{extras}] @ git+{url}.git" if url else f"llmcombo[{extras}]"
 
 
 def colab_markdown() -> str:
@@ -57,13 +57,13 @@ def colab_markdown() -> str:
             "later runs reuse it.")
 
 
-def colab_cell() -> str:
+def colab_cell(extras: str = "widgets") -> str:
     return f'''\
 # Google Colab only: install llmcombo (elsewhere this cell does nothing)
 import sys
 
 if "google.colab" in sys.modules:
-    %pip install -q "{install_spec()}"
+    %pip install -q "{install_spec(extras)}"
     from google.colab import output
 
     output.enable_custom_widget_manager()  # ipywidgets forms in Colab'''
@@ -98,8 +98,8 @@ print("working folder:", WORK)
 assert {{"base", "domotica", "tiempo", "selector"}} <= set(z.models)'''
 
 
-def head(title: str, text: str, name: str, n: int) -> list:
-    return [("md", f"# {title}\n\n{text}"), ("md", colab_markdown()), ("code", colab_cell()),
+def head(title: str, text: str, name: str, n: int, extras: str = "widgets") -> list:
+    return [("md", f"# {title}\n\n{text}"), ("md", colab_markdown()), ("code", colab_cell(extras)),
             ("code", setup_cell(name, n))]
 
 
@@ -783,12 +783,171 @@ assert {"Evaluate", "Publish"} <= set(app.TABS)"""),
 ]
 
 
+# ---------------------------------------------------------------------------------------------
+# 07 llama.cpp
+# ---------------------------------------------------------------------------------------------
+
+LLAMA_CPP = head(
+    "llama.cpp: GGUF export, and the seed's vote and router on llama.cpp",
+    """\
+The second seed builds its ensembles on [llama.cpp](https://github.com/ggml-org/llama.cpp): the
+home-automation model answers three times at once with llama.cpp's `batched` example and the
+command at least two instances agree on wins; a selector model sends each prompt to `LLM1`
+(home automation) or `LLM2` (weather). Here the same, word for word, with the zoo models
+converted to GGUF, llama.cpp's file format, by llama.cpp's own converter:
+
+* `llmcombo.gguf.export_gguf` / `llmcombo export-gguf MODEL OUT.gguf --quant q8_0` converts any
+  single model (a merge, a zoo model, a Hub model);
+* any ensemble member can say `backend: llama_cpp` (a `.gguf` file, or a model folder converted
+  once and cached).
+
+Needs the `[llama]` extra: `pip install 'llmcombo[llama]'` builds llama.cpp from source (about
+10 minutes the first time).""", "07_llama_cpp", 40, extras="widgets,llama") + [
+    ("code", """\
+import json
+
+from llmcombo import evaluate as ev
+from llmcombo.ensemble import SingleModel, load_product
+from llmcombo.gguf import export_gguf
+from llmcombo.zoo.tasks import normalize_command"""),
+    ("md", """\
+## 1. A zoo model in GGUF
+
+The converter runs in a child process; the file is checked by the installed llama.cpp (it
+loads it and tokenizes test texts exactly as transformers does) before it appears."""),
+    ("code", """\
+f16 = export_gguf("zoo:domotica", WORK / "domotica-f16.gguf", "f16", overwrite=True)
+q8 = export_gguf("zoo:domotica", WORK / "domotica-q8_0.gguf", "q8_0", overwrite=True)
+print(f16)
+print(q8)
+assert f16.tokenizer_check["differ"] == 0 and q8.tokenizer_check["differ"] == 0
+assert q8.size_bytes < f16.size_bytes"""),
+    ("md", """\
+## 2. The vote of three instances
+
+The seed:
+
+```
+./batched ./ggml-onoff-256x8x16-f32.gguf \\\\
+    "<s> [ORDEN] apaga la luz del salon [COMANDO]" 3
+```
+
+The same prompt (the template `{input}` passes it as written; llama.cpp adds `<s>`), three
+sampled answers of one model as three sequences of **one** batch, as `batched` does, and the
+command at least two of them give wins."""),
+    ("code", """\
+SEED_PROMPT = "[ORDEN] apaga la luz del salon [COMANDO]"
+vote = load_product({"ensemble": {"vote": {
+    "members": [{"model": str(f16.path), "template": "{input}"}],
+    "samples": 3, "sampling": {"temperature": 0.7, "seed": 0}}}})
+lm = vote.voters[0].lm
+lm.decode_calls = 0
+answer = vote.answer(SEED_PROMPT)
+for i, sample in enumerate(answer.trace["samples"]):
+    print(f"sequence {i}:\\n\\n<s> {SEED_PROMPT} {sample['answer']} </s>\\n")
+print("votes:", answer.trace["votes"], "->", answer.text)
+assert answer.trace["n"] == 3 and answer.trace["backend"] == "llama_cpp"
+assert lm.decode_calls <= 1 + vote.voters[0].max_new_tokens  # one decode loop, not three
+assert answer.trace["winner_count"] >= 2  # at least two instances agree
+assert normalize_command(answer.text) == "LUZ_SL OFF\""""),
+    ("md", """\
+## 3. The selector: LLM1 or LLM2
+
+The seed:
+
+```
+./main -m ggml-select-256x16x32-f32.gguf -r "</s>" \\\\
+    -p "<s>\\\\n [ORDEN] apaga la luz del salon\\\\n [COMANDO]"        -> LLM1
+./main -m ggml-select-256x16x32-f32.gguf -r "</s>" \\\\
+    -p "<s>\\\\n [ORDEN] que tiempo hace\\\\n [COMANDO]"               -> LLM2
+```
+
+`zoo:selector` on llama.cpp (the folder is converted once into the GGUF cache)."""),
+    ("code", """\
+selector = SingleModel("zoo:selector", backend="llama_cpp")
+for prompt, label in (("apaga la luz del salon", "LLM1"), ("que tiempo hace", "LLM2")):
+    a = selector.answer(prompt)
+    print(f"{a.trace['prompt']!r} -> {a.text}")
+    assert a.text == label and a.trace["backend"] == "llama_cpp\""""),
+    ("md", "## 4. The router\n\nThe selector decides, the specialist answers; every model on "
+           "llama.cpp."),
+    ("code", """\
+router_cfg = {"ensemble": {"router": {
+    "selector": {"kind": "label_model", "model": "zoo:selector", "backend": "llama_cpp"},
+    "routes": [{"label": "LLM1", "model": "zoo:domotica", "backend": "llama_cpp"},
+               {"label": "LLM2", "model": "zoo:tiempo", "backend": "llama_cpp"}],
+    "fallback": "LLM1"}}}
+assert not [i for i in llmcombo.validate(router_cfg) if i.is_error]
+router = load_product(router_cfg)
+dom, wea = router.answer("apaga la luz del salon"), router.answer("que tiempo hace")
+for a in (dom, wea):
+    print(a.text, json.dumps({k: a.trace[k] for k in ("route", "confidence", "backend")}))
+assert (dom.trace["route"], wea.trace["route"]) == ("LLM1", "LLM2")
+assert normalize_command(dom.text) == "LUZ_SL OFF"
+assert normalize_command(wea.text).startswith("TIEMPO")"""),
+    ("md", """\
+## 5. The same answers as transformers
+
+On held-out prompts: the home-automation model on transformers and on llama.cpp (f16 and
+q8_0), and the router on both backends."""),
+    ("code", """\
+router_tf = {"ensemble": {"router": {
+    "selector": {"kind": "label_model", "model": "zoo:selector"},
+    "routes": [{"label": "LLM1", "model": "zoo:domotica"}, {"label": "LLM2", "model": "zoo:tiempo"}],
+    "fallback": "LLM1"}}}
+products = {"transformers": "zoo:domotica",
+            "llama.cpp f16": SingleModel("zoo:domotica", backend="llama_cpp"),
+            "llama.cpp q8_0": SingleModel("zoo:domotica", backend="llama_cpp", quant="q8_0"),
+            "router (transformers)": router_tf, "router (llama.cpp)": router_cfg}
+comparison = llmcombo.compare(products, limit=N)
+acc = comparison.table()
+display(acc.style.format("{:.1%}"))
+prompts = [e.prompt for e in ev.dataset("domotica", limit=N).examples]
+reference = [a.text for a in load_product("zoo:domotica").answer_batch(prompts)]
+same = {name: sum(a.text == r for a, r in zip(products[name].answer_batch(prompts), reference)) / N
+        for name in ("llama.cpp f16", "llama.cpp q8_0")}
+print("answers identical to transformers:", {k: f"{v:.0%}" for k, v in same.items()})
+assert same["llama.cpp f16"] >= 1 - 1 / N  # at most one of N prompts answers otherwise
+assert abs(acc.loc["llama.cpp f16", "domotica"] - acc.loc["transformers", "domotica"]) <= 1 / N
+assert abs(acc.loc["llama.cpp q8_0", "domotica"] - acc.loc["transformers", "domotica"]) <= 2 / N
+for task in acc.columns:
+    assert abs(acc.loc["router (llama.cpp)", task] - acc.loc["router (transformers)", task]) <= 2 / N
+comparison.plot()"""),
+    ("md", """\
+## 6. How fast
+
+One prompt at a time, as `answer()` runs it (medians; `bench/llama_vs_transformers.py` measures it properly,
+with the load average). Timings vary with the machine, so nothing is asserted here."""),
+    ("code", """\
+import statistics
+import time
+
+
+def latency(product, prompts, rounds=3):
+    product.answer(prompts[0])  # warm up
+    times = []
+    for _ in range(rounds):
+        for p in prompts:
+            t = time.perf_counter()
+            product.answer(p)
+            times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+tf_s = latency(load_product("zoo:domotica"), prompts[:10])
+ll_s = latency(products["llama.cpp f16"], prompts[:10])
+print(f"per answer: transformers {tf_s * 1e3:.1f} ms, llama.cpp {ll_s * 1e3:.1f} ms "
+      f"({tf_s / ll_s:.1f}x), load average {os.getloadavg()[0]:.1f}")"""),
+]
+
+
 NOTEBOOKS = {
     "01_quickstart.ipynb": QUICKSTART,
     "02_merge_methods.ipynb": MERGE_METHODS,
     "03_mixture_of_experts.ipynb": MOE,
     "04_ensembles.ipynb": ENSEMBLES,
     "05_evaluate_and_publish.ipynb": PUBLISH,
+    "07_llama_cpp.ipynb": LLAMA_CPP,
 }
 
 

@@ -141,7 +141,8 @@ def test_generated_spec_fills_defaults_and_keeps_the_user_choices():
     assert kind == "router"
     assert spec["llmcombo_ensemble"] == 1 and spec["kind"] == "router"
     assert spec["selector"] == {"kind": "label_model", "threshold": 0.6, "model": "zoo:selector",
-                                "ref": "zoo:selector", "template": "[ORDEN] {input} [COMANDO]"}
+                                "ref": "zoo:selector", "template": "[ORDEN] {input} [COMANDO]",
+                                "backend": "transformers"}
     assert [r["label"] for r in spec["routes"]] == ["LLM1", "LLM2"]
     assert spec["routes"][0]["output"] == "command" and spec["fallback"] == "LLM1"
     kind, spec = to_document(vote(samples=4, tie_break="random"), resolve=False)

@@ -15,6 +15,8 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from nbformat.v4 import new_code_cell, new_notebook
 
+from llama_factory import zoo_converts_to_gguf
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb")) + [ROOT / "llmcombo_widgets" / "dashboard.ipynb"]
 TUTORIALS = [p for p in NOTEBOOKS if p.name[:2].isdigit()]
@@ -85,7 +87,11 @@ def test_a_failing_assertion_in_a_notebook_fails(tmp_path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_executes(path, zoo_dir, tmp_path, monkeypatch):
+def test_notebook_executes(path, zoo_dir, tmp_path, monkeypatch, request):
+    llama = path.name == "07_llama_cpp.ipynb"
+    if llama:
+        request.getfixturevalue("llama_cpp")  # the [llama] extra (CI installs it)
+        monkeypatch.setenv("LLMCOMBO_GGUF_CACHE", str(tmp_path / "gguf-cache"))
     monkeypatch.setenv("LLMCOMBO_ZOO_DIR", str(zoo_dir))
     monkeypatch.setenv("LLMCOMBO_OUTPUTS", str(tmp_path / "outputs"))
     monkeypatch.setenv("MPLBACKEND", "Agg")
@@ -93,6 +99,13 @@ def test_notebook_executes(path, zoo_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # nothing here may need the network
     nb = nbformat.read(path, as_version=4)
     t = time.monotonic()
+    if llama and not zoo_converts_to_gguf(zoo_dir):
+        # zoo v1: llama.cpp's converter refuses its tokenizer; the notebook must stop there with
+        # the clear message (the llama.cpp-compatible zoo v2 runs it to the end)
+        with pytest.raises(CellExecutionError, match="does not recognise this model's tokenizer"):
+            execute(nb, tmp_path)
+        pytest.xfail("zoo v1's tokenizer is refused by llama.cpp's converter (clear message "
+                     "checked); the llama.cpp-compatible zoo v2 runs this notebook")
     execute(nb, tmp_path)  # raises CellExecutionError (with the failing assertion) on any error
     print(f"{path.name}: {time.monotonic() - t:.1f} s, load average "
           f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}")

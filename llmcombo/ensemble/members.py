@@ -2,6 +2,10 @@
 samples in one batched call), embed (pooled hidden states) and score (log-probability of a given
 continuation).
 
+Two backends: ``transformers`` (this module) and ``llama_cpp``
+(:mod:`llmcombo.ensemble.llama_backend`: a GGUF file, or a model folder converted once). The
+functions below take either kind of loaded model and return the same objects.
+
 Models are cached by ``(resolved path, device, dtype)``: two ensembles that name the same model
 share one copy in memory. The cache is small: it keeps the ``LLMCOMBO_MODEL_CACHE`` (default 8)
 most recently used models and forgets older ones (a product that still holds a model keeps using
@@ -11,7 +15,7 @@ it). :func:`clear_cache` frees them.
 from __future__ import annotations
 
 import os
-
+import sys
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -19,6 +23,7 @@ from typing import Any, Sequence
 
 from llmcombo import modelref
 from llmcombo.ensemble.formats import read_answer, render
+from llmcombo.ensemble.generation import Generation, Scored
 from llmcombo.errors import OfflineError, UserError
 
 _CACHE: "OrderedDict[tuple[str, str, str], LoadedModel]" = OrderedDict()
@@ -117,12 +122,39 @@ def locate(ref: str, base_dir=None) -> tuple[str, bool]:
                          "model zoo:NAME.")
 
 
+BACKENDS = ("transformers", "llama_cpp")
+
+
+def backend_of(ref: Any, backend: str | None = None) -> str:
+    """The backend a member uses: the one it names, else ``llama_cpp`` for a ``.gguf`` file and
+    ``transformers`` for everything else."""
+    if backend:
+        if backend not in BACKENDS:
+            raise UserError(f"unknown backend {backend!r}", field="backend",
+                            hint=f"Use {' or '.join(BACKENDS)}.")
+        return backend
+    return "llama_cpp" if isinstance(ref, str) and ref.lower().endswith(".gguf") else "transformers"
+
+
 def load_model(ref: str, base_dir=None, device: str | None = "auto",
-               dtype: str | None = "auto") -> LoadedModel:
-    """The model ``ref`` (folder, hub id, ``zoo:NAME``), loaded once per (path, device, dtype,
-    content): a folder that a new run replaced (or whose weights changed) is loaded again, never
-    served from the cache (:func:`llmcombo.outputs.model_fingerprint`)."""
+               dtype: str | None = "auto", *, backend: str | None = None,
+               threads: int | None = None, quant: str | None = None) -> Any:
+    """The model ``ref`` (folder, hub id, ``zoo:NAME``; with ``backend="llama_cpp"`` also a
+    ``.gguf`` file), loaded once per (path, device, dtype, content): a folder that a new run
+    replaced (or whose weights changed) is loaded again, never served from the cache
+    (:func:`llmcombo.outputs.model_fingerprint`). ``llama_cpp`` gives a
+    :class:`~llmcombo.ensemble.llama_backend.LlamaCppModel` (``threads``, ``quant`` of the
+    cached conversion); the functions of this module accept both."""
     from llmcombo.outputs import model_fingerprint
+
+    if backend_of(ref, backend) == "llama_cpp":
+        from llmcombo.ensemble.llama_backend import load_llama
+
+        return load_llama(ref, base_dir, quant=quant or "f16", threads=threads,
+                          cache_size=cache_size())
+    if isinstance(ref, str) and ref.lower().endswith(".gguf"):
+        raise UserError(f"{ref} is a GGUF file, which the transformers backend cannot load.",
+                        field="backend", hint="Use backend: llama_cpp for GGUF files.")
 
     dev = pick_device(device)
     path, local_only = locate(ref, base_dir)
@@ -160,15 +192,27 @@ def load_model(ref: str, base_dir=None, device: str | None = "auto",
         return lm
 
 
-def cached_models() -> list[tuple[str, str, str]]:
-    """Keys ``(path, device, dtype)`` of the cached models, least recently used first."""
-    return list(_CACHE)
+def cached_models() -> list[tuple[str, ...]]:
+    """Keys ``(path, device, dtype)`` of the cached transformers models, least recently used
+    first, then ``(gguf, quant)`` of the llama.cpp ones."""
+    llama = sys.modules.get("llmcombo.ensemble.llama_backend")
+    return list(_CACHE) + (llama.cached_models() if llama else [])
 
 
 def clear_cache() -> None:
     """Forget every loaded model (frees memory once nothing else holds them)."""
     with _CACHE_LOCK:
         _CACHE.clear()
+    llama = sys.modules.get("llmcombo.ensemble.llama_backend")
+    if llama is not None:
+        llama.clear_cache()
+
+
+def count_tokens(lm: Any, text: str) -> int:
+    """How many tokens ``text`` is (no special tokens added)."""
+    if not isinstance(lm, LoadedModel):
+        return lm.count_tokens(text)
+    return len(lm.tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -182,19 +226,15 @@ def clear_cache() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Generation:
-    text: str  # generated text (new tokens only, cut at end of sequence)
-    answer: str  # read from text according to the member's output mode
-    logprob: float  # sum of the kept tokens' log-probabilities under the model (unwarped)
-    tokens: int
-
-
 def generate(lm: LoadedModel, prompts: Sequence[str], *, n: int = 1, max_new_tokens: int = 24,
              temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, seed: int | None = None,
              output: str = "text", batch_size: int = BATCH_SIZE) -> list[list[Generation]]:
     """``n`` answers per prompt. All ``n`` answers of a chunk of prompts come from ONE call of
-    ``model.generate`` (``num_return_sequences=n``); temperature 0 is greedy."""
+    ``model.generate`` (``num_return_sequences=n``); temperature 0 is greedy. A llama.cpp model
+    samples the ``n`` answers as ``n`` sequences of one decode loop."""
+    if not isinstance(lm, LoadedModel):
+        return lm.generate(prompts, n=n, max_new_tokens=max_new_tokens, temperature=temperature,
+                           top_k=top_k, top_p=top_p, seed=seed, output=output)
     import torch
 
     tok, model = lm.tokenizer, lm.model
@@ -297,6 +337,8 @@ def embed(lm: LoadedModel, texts: Sequence[str], layer: int = -1,
     layer runs), ``k`` the output of the k-th decoder layer, -1 the last hidden state (after the
     final norm), -2 the layer before it... A forward pass stops right after layer ``k`` (a forward
     hook ends it), so a shallow layer costs a fraction of a full pass."""
+    if not isinstance(lm, LoadedModel):
+        return lm.embed(texts, layer)
     import torch
 
     tok, model = lm.tokenizer, lm.model
@@ -341,26 +383,14 @@ def embed(lm: LoadedModel, texts: Sequence[str], layer: int = -1,
     return torch.cat(outs) if outs else torch.zeros((0, 0))
 
 
-@dataclass
-class Scored:
-    """A continuation scored after its prompt."""
-
-    logprobs: list[float]  # of each continuation token, end of sequence included
-    greedy: bool  # greedy decoding of the prompt writes exactly this continuation, then stops
-
-    def reduce(self, how: str = "mean") -> float:
-        if not self.logprobs:
-            return float("-inf")
-        total = sum(self.logprobs)
-        return total if how == "sum" else total / len(self.logprobs)
-
-
 def score_rows(lm: LoadedModel, prompts: Sequence[str], continuations: Sequence[str],
                batch_size: int = BATCH_SIZE) -> list[Scored]:
     """Each continuation (followed by end of sequence) after its prompt, teacher-forced: one
     batched forward pass per chunk, no generation. Gives the token log-probabilities and whether
     the model's most likely token at every step is the continuation's (then greedy decoding would
     write exactly it)."""
+    if not isinstance(lm, LoadedModel):
+        return lm.score_rows(prompts, continuations)
     import torch
 
     tok, model = lm.tokenizer, lm.model
@@ -426,7 +456,10 @@ def score_options(lm: LoadedModel, prompts: Sequence[str], options: Sequence[str
     :func:`score_rows` gives for each (prompt, option) pair, but each prompt runs through the model
     once; its key/value cache is repeated for the options, which then run on top of it. A router's
     labels after a batch of prompts cost one prompt pass plus a few label tokens. Fewer than
-    ``SHARED_CACHE_FROM`` prompts are scored as pairs in one pass (two passes cost more there)."""
+    ``SHARED_CACHE_FROM`` prompts are scored as pairs in one pass (two passes cost more there).
+    A llama.cpp model puts the prompts and all options in one decode."""
+    if not isinstance(lm, LoadedModel):
+        return lm.score_options(prompts, options)
     import torch
 
     tok, model = lm.tokenizer, lm.model
@@ -520,13 +553,18 @@ class Member:
         self.template = spec.get("template") or DEFAULT_TEMPLATE
         self.output = spec.get("output") or "command"
         self.max_new_tokens = int(spec.get("max_new_tokens") or 24)
+        self.backend = backend_of(self.model_ref, spec.get("backend"))
+        self.threads = spec.get("threads")
+        self.quant = spec.get("quant")
         self.device, self.dtype, self.base_dir = device, dtype, base_dir
-        self._lm: LoadedModel | None = None
+        self._lm: Any = None
 
     @property
-    def lm(self) -> LoadedModel:
+    def lm(self) -> Any:
+        """The loaded model: a :class:`LoadedModel` or a llama.cpp model."""
         if self._lm is None:
-            self._lm = load_model(self.model_ref, self.base_dir, self.device, self.dtype)
+            self._lm = load_model(self.model_ref, self.base_dir, self.device, self.dtype,
+                                  backend=self.backend, threads=self.threads, quant=self.quant)
         return self._lm
 
     def render(self, text: str, prompt: str | None = None) -> str:
@@ -537,4 +575,4 @@ class Member:
                           output=self.output, **sampling)
 
     def __repr__(self) -> str:
-        return f"Member({self.ref!r})"
+        return f"Member({self.ref!r}{'' if self.backend == 'transformers' else ', llama_cpp'})"

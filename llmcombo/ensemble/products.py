@@ -8,14 +8,15 @@ a pipeline, a vote, a router. One interface for all::
     product.answer_batch([...])                  # the same, batched (one generate per model)
 
 The trace is a plain dict (JSON-ready). Keys every product sets: ``kind``, ``member`` (the model
-whose answer was returned, as written in the configuration), ``timings`` (seconds:
+whose answer was returned, as written in the configuration), ``backend`` (``transformers`` or
+``llama_cpp``: what ran that model), ``timings`` (seconds:
 ``total_s`` and the parts, e.g. ``selector_s`` / ``generate_s``; in a batch they are the batch's
 time divided by the number of prompts). Per kind:
 
 * model: ``prompt`` (what the model received), ``raw`` (what it generated);
-* pipeline: ``stages``: one ``{member, input, prompt, raw, output}`` per stage;
-* vote: ``votes`` ({answer: count}, most frequent first), ``samples`` (every answer with its member
-  and log-probability), ``winner_count``, ``n``, ``tie`` (the tied answers or None), ``tie_rule``,
+* pipeline: ``stages``: one ``{member, backend, input, prompt, raw, output}`` per stage;
+* vote: ``votes`` ({answer: count}, most frequent first), ``samples`` (every answer with its member,
+  backend and log-probability), ``winner_count``, ``n``, ``tie`` (the tied answers or None), ``tie_rule``,
   ``decided_by`` (majority / tie rule / judge), ``judge_scores`` when a judge scored;
 * router: ``route``, ``confidence``, ``fallback`` (True when the fallback answered), ``reason``,
   ``selector`` ({kind, answer, scores}), ``prompt``, ``raw``.
@@ -105,11 +106,13 @@ class SingleModel(Product):
 
     def __init__(self, ref: str, *, template: str = DEFAULT_TEMPLATE, output: str = "command",
                  max_new_tokens: int = 24, device: str = "auto", dtype: str = "auto",
-                 base_dir=None):
+                 base_dir=None, backend: str | None = None, threads: int | None = None,
+                 quant: str | None = None):
         self.member = Member({"model": ref, "template": template, "output": output,
-                              "max_new_tokens": max_new_tokens}, device, dtype, base_dir)
+                              "max_new_tokens": max_new_tokens, "backend": backend,
+                              "threads": threads, "quant": quant}, device, dtype, base_dir)
         self.spec = {"kind": "model", "model": ref, "template": template, "output": output,
-                     "max_new_tokens": max_new_tokens}
+                     "max_new_tokens": max_new_tokens, "backend": self.member.backend}
 
     def members(self) -> list[Member]:
         return [self.member]
@@ -120,8 +123,8 @@ class SingleModel(Product):
         rendered = [self.member.render(p) for p in prompts]
         gens = self.member.generate(rendered)
         total = time.perf_counter() - t0
-        return [Answer(g[0].answer, {"kind": self.kind, "member": self.member.ref, "prompt": r,
-                                     "raw": g[0].text,
+        return [Answer(g[0].answer, {"kind": self.kind, "member": self.member.ref,
+                                     "backend": self.member.backend, "prompt": r, "raw": g[0].text,
                                      "timings": _timings(total, len(prompts), generate_s=total)})
                 for r, g in zip(rendered, gens)]
 
@@ -157,14 +160,15 @@ class Pipeline(Product):
             gens = member.generate(rendered)
             per_stage.append(time.perf_counter() - ts)
             for tr, x, r, g in zip(traces, current, rendered, gens):
-                tr.append({"member": member.ref, "input": x, "prompt": r, "raw": g[0].text,
-                           "output": g[0].answer})
+                tr.append({"member": member.ref, "backend": member.backend, "input": x,
+                           "prompt": r, "raw": g[0].text, "output": g[0].answer})
             current = [g[0].answer for g in gens]
         total = time.perf_counter() - t0
         n = len(prompts)
         timing = _timings(total, n, **{f"stage{i + 1}_s": t for i, t in enumerate(per_stage)})
-        return [Answer(c, {"kind": self.kind, "member": self.stages[-1].ref, "stages": tr,
-                           "timings": timing}) for c, tr in zip(current, traces)]
+        last = self.stages[-1]
+        return [Answer(c, {"kind": self.kind, "member": last.ref, "backend": last.backend,
+                           "stages": tr, "timings": timing}) for c, tr in zip(current, traces)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -259,14 +263,14 @@ class Vote(Product):
                                           "members": []})
             grp["count"] += 1
             grp["logprobs"].append(g.logprob)
-            grp["members"].append(member.ref)
+            grp["members"].append(member)
         keys = list(groups)
         trace: dict[str, Any] = {
             "kind": self.kind, "n": len(votes),
             "votes": {groups[k]["text"]: groups[k]["count"]
                       for k in sorted(keys, key=lambda k: -groups[k]["count"])},
-            "samples": [{"member": m.ref, "answer": g.answer, "logprob": round(g.logprob, 4)}
-                        for m, g in votes],
+            "samples": [{"member": m.ref, "backend": m.backend, "answer": g.answer,
+                         "logprob": round(g.logprob, 4)} for m, g in votes],
             "tie": None, "tie_rule": None,
         }
         if self.decide == "judge":
@@ -284,8 +288,9 @@ class Vote(Product):
                 trace["tie_rule"] = self.tie_break
                 winner, how = self._break_tie(prompt, tied, groups, trace), f"tie:{self.tie_break}"
         grp = groups[winner]
-        trace.update(winner_count=grp["count"], decided_by=how, member=grp["members"][0],
-                     members=sorted(set(grp["members"])))
+        first = grp["members"][0]
+        trace.update(winner_count=grp["count"], decided_by=how, member=first.ref,
+                     backend=first.backend, members=sorted({m.ref for m in grp["members"]}))
         return Answer(grp["text"], trace)
 
     def _break_tie(self, prompt: str, tied: list[str], groups: dict, trace: dict) -> str:
@@ -337,7 +342,8 @@ class Router(Product):
         out = []
         for choice in self.selector.select(prompts):
             label, conf = choice.label, choice.confidence
-            sel = {"kind": self.selector.kind, "answer": choice.answer,
+            sel = {"kind": self.selector.kind, "backend": self.selector.backend,
+                   "answer": choice.answer,
                    "scores": {k: round(v, 4) for k, v in (choice.scores or {}).items()}}
             if label not in self.routes:
                 reason = choice.reason or (f"the selector answered {choice.answer!r}, which is not a "
@@ -372,8 +378,8 @@ class Router(Product):
             share = (time.perf_counter() - ts) / len(idx)
             for i, r, g in zip(idx, rendered, gens):
                 gen_time[i] = share
-                trace = {"kind": self.kind, "member": member.ref, **decisions[i], "prompt": r,
-                         "raw": g[0].text}
+                trace = {"kind": self.kind, "member": member.ref, "backend": member.backend,
+                         **decisions[i], "prompt": r, "raw": g[0].text}
                 answers[i] = Answer(g[0].answer, trace)
         n = len(prompts)
         for i, a in enumerate(answers):

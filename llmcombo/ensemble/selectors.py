@@ -58,6 +58,12 @@ class Choice:
 
 class Selector:
     kind = "selector"
+    member: Any = None
+
+    @property
+    def backend(self) -> str | None:
+        """What runs the selector's model (None: the keyword selector has none)."""
+        return self.member.backend if self.member is not None else None
 
     def select(self, prompts: Sequence[str]) -> list[Choice]:  # pragma: no cover
         raise NotImplementedError
@@ -66,10 +72,12 @@ class Selector:
         return []
 
 
-def _member(spec: dict, device, dtype, base_dir, template=None):
-    return M.Member({"model": spec["model"], "ref": spec.get("ref"),
-                   "template": template or spec.get("template") or DEFAULT_TEMPLATE,
-                   "output": "line", "max_new_tokens": 8}, device, dtype, base_dir)
+def _member(spec: dict, device, dtype, base_dir, template=None, model=None):
+    return M.Member({"model": model or spec["model"], "ref": spec.get("ref"),
+                     "template": template or spec.get("template") or DEFAULT_TEMPLATE,
+                     "output": "line", "max_new_tokens": 8, "backend": spec.get("backend"),
+                     "threads": spec.get("threads"), "quant": spec.get("quant")},
+                    device, dtype, base_dir)
 
 
 class LabelModelSelector(Selector):
@@ -199,7 +207,7 @@ class ClassifierSelector(Selector):
     kind = "classifier"
 
     def __init__(self, folder: str | os.PathLike, device="auto", dtype="auto", base_dir=None,
-                 labels: Sequence[str] | None = None):
+                 labels: Sequence[str] | None = None, backend_spec: dict | None = None):
         import torch
 
         from llmcombo import modelref
@@ -219,8 +227,8 @@ class ClassifierSelector(Selector):
                             field="ensemble.router.routes",
                             hint="Use the classifier's labels for the routes, or retrain it.")
         self.layer = int(meta["layer"])
-        self.member = _member({"model": meta["base"]}, device, dtype, None,
-                              template=meta.get("template"))
+        self.member = _member(dict(backend_spec or {}), device, dtype, None,
+                              template=meta.get("template"), model=meta["base"])
         self.weight = torch.tensor(meta["weight"], dtype=torch.float32)
         self.bias = torch.tensor(meta["bias"], dtype=torch.float32)
 
@@ -253,7 +261,8 @@ def make_selector(spec: dict, routes: Sequence[dict], device="auto", dtype="auto
     if kind == "keywords":
         return KeywordSelector(routes)
     if kind == "classifier":
-        return ClassifierSelector(spec["model"], device, dtype, base_dir, labels)
+        return ClassifierSelector(spec["model"], device, dtype, base_dir, labels,
+                                  {k: spec.get(k) for k in ("backend", "threads", "quant")})
     raise UserError(f"unknown selector kind {kind!r}",
                     hint="label_model, embedding, keywords or classifier")
 
@@ -326,6 +335,10 @@ def train_selector(examples: Any, base: str = "zoo:base", out: str | os.PathLike
     """
     if kind not in ("label_model", "hidden_classifier"):
         raise UserError(f"unknown selector kind {kind!r}", hint="label_model or hidden_classifier")
+    if str(base).lower().endswith(".gguf"):
+        raise UserError("train_selector trains with transformers; a GGUF file cannot be its base.",
+                        field="base", hint="Give the model folder (or zoo:NAME); the trained "
+                                           "selector can then run on backend: llama_cpp.")
     pairs = _pairs(examples)
     if test is None:
         train, held = _split(pairs, holdout, seed)

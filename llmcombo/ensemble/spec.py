@@ -30,6 +30,11 @@ Every place that names a model (a pipeline stage, a vote member, a route, a judg
     first line, stripped) or ``text`` (everything, stripped).
 ``max_new_tokens``
     the most tokens the member may generate.
+``backend``
+    ``transformers`` (default) or ``llama_cpp``: llama.cpp through llama-cpp-python (the
+    ``[llama]`` extra), for a ``.gguf`` file (always llama_cpp) or a model folder converted once
+    to a cached GGUF of type ``quant`` (default f16); ``threads`` sets llama.cpp's CPU threads
+    (default 1 for models under 50M parameters). The selector and a judge take them too.
 
 :func:`to_spec` (registered with :func:`llmcombo.generate.register_generator`) turns a valid
 configuration into the *ensemble spec*: the same content with every default filled in and model
@@ -47,6 +52,9 @@ from llmcombo.featuremodel import (
 )
 from llmcombo.featuremodel.issues import Issue
 from llmcombo.ensemble import formats
+from llmcombo.ensemble.backends import (
+    backend_spec, check_backends, check_llama_model, backend_attributes, model_entries,
+)
 from llmcombo.productline import Family, ModelSlot, register_family
 from llmcombo.shapes import as_list as _as_list
 
@@ -94,7 +102,7 @@ def member_attributes() -> list[Attribute]:
                   description="command (zoo task format), first line, or the whole text"),
         Attribute("max_new_tokens", IntType(1, 4096), default=24, label="max new tokens",
                   advanced=True, description="the most tokens this model may generate"),
-    ]
+    ] + backend_attributes()
 
 
 def _pipeline() -> Feature:
@@ -139,6 +147,7 @@ def _vote() -> Feature:
             Attribute("template", StringType(must_contain="{input}", multiline=True),
                       default=DEFAULT_TEMPLATE, label="judge prompt template", when=judge_model,
                       ignored_hint="Only a judge of kind model uses a template."),
+            *backend_attributes(),
             Attribute("function", EnumType(tuple(judge_functions), labels=judge_functions,
                                            open=True, open_type=StringType()),
                       label="scoring function", required_when=Eq(JUDGE_KIND, "function"),
@@ -203,6 +212,7 @@ def _router() -> Feature:
                       advanced=True, ignored_hint="Only the embedding selector uses it.",
                       description="confidence is a softmax of the cosine similarities divided "
                                   "by this; smaller is more decisive"),
+            *backend_attributes(),
         ],
     )
     route_attrs = [Attribute("label", StringType(), required=True, label="label",
@@ -263,7 +273,8 @@ def ensemble_constraints() -> list[Constraint]:
 
 CHECK_DOC = ("votes need at least two answers (members x samples) and an odd number of answers or "
              "a tie rule; route labels are unique; the fallback names a route; the embedding "
-             "selector needs example prompts and the keyword selector keywords on every route")
+             "selector needs example prompts and the keyword selector keywords on every route; "
+             "a .gguf model runs on llama_cpp only")
 
 
 def _default(ctx, path: str) -> Any:
@@ -424,7 +435,7 @@ def check_ensemble(data: dict, ctx) -> list[Issue]:
     ens = data.get(E)
     if not isinstance(ens, dict):
         return []
-    issues: list[Issue] = []
+    issues: list[Issue] = check_backends(ens, data)
     if isinstance(ens.get("vote"), dict):
         issues += _check_vote(ens["vote"], ctx)
     if isinstance(ens.get("router"), dict):
@@ -449,8 +460,15 @@ def check_models(config: dict, base_dir=None) -> list[Issue]:
     issues: list[Issue] = []
     seen: dict[str, list[Issue]] = {}
     selector = ((config.get(E) or {}).get("router") or {}).get("selector") or {}
+    llama = {f"{p}.model": m for p, m in model_entries(config)
+             if (m.get("backend") or ("llama_cpp" if str(m.get("model", "")).lower()
+                                      .endswith(".gguf") else "transformers")) == "llama_cpp"}
     for slot in model_slots(config):
         path, ref = slot.path, slot.ref
+        if path in llama:
+            issues += check_llama_model(ref, path, base_dir, slot.role == "classifier")
+            if ref.lower().endswith(".gguf"):
+                continue
         if slot.role == "classifier":
             continue  # a classifier folder holds selector.json, not a model (checked below)
         if ref not in seen:
@@ -493,6 +511,7 @@ def _member_spec(m: dict, base_dir, resolve: bool) -> dict:
         "template": m.get("template") or DEFAULT_TEMPLATE,
         "output": m.get("output") or "command",
         "max_new_tokens": int(m.get("max_new_tokens") or 24),
+        **backend_spec(m),
     }
 
 
@@ -534,7 +553,7 @@ def to_spec(config: dict, base_dir=None, resolve: bool = True) -> tuple[str, dic
             judge = {"kind": j["kind"]}
             if j["kind"] == "model":
                 judge.update(model=ref(j["model"]), ref=j["model"],
-                             template=j.get("template") or DEFAULT_TEMPLATE)
+                             template=j.get("template") or DEFAULT_TEMPLATE, **backend_spec(j))
             else:
                 judge["function"] = j["function"]
             spec["judge"] = judge
@@ -543,7 +562,7 @@ def to_spec(config: dict, base_dir=None, resolve: bool = True) -> tuple[str, dic
         selector: dict[str, Any] = {"kind": sel["kind"],
                                     "threshold": float(sel.get("threshold", 0.5))}
         if sel["kind"] != "keywords":
-            selector.update(model=ref(sel["model"]), ref=sel["model"])
+            selector.update(model=ref(sel["model"]), ref=sel["model"], **backend_spec(sel))
         if sel["kind"] in ("label_model", "embedding"):
             selector["template"] = sel.get("template") or DEFAULT_TEMPLATE
         if sel["kind"] == "embedding":
