@@ -133,8 +133,9 @@ def disclosure(summary: str, body: str, *, pre: bool = True, cls: str = "") -> s
 
 
 def table(rows, cls: str = "") -> str:
-    body = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
-                   for k, v in rows)
+    """(key, value) rows as a two-column table, keys on the left."""
+    body = "".join(f"<tr><th style='text-align:left;padding-right:12px'>{html.escape(str(k))}</th>"
+                   f"<td>{html.escape(str(v))}</td></tr>" for k, v in rows)
     return f"<table class='{cls}'>{body}</table>"
 
 
