@@ -275,7 +275,7 @@ class Configurator(FormRendering):
         self.last_render_ms = (time.perf_counter() - t0) * 1000
 
     def _render_chrome(self) -> None:
-        from llmcombo_widgets.downloads import links, text_download
+        from llmcombo_widgets.downloads import file_stem, links, text_download
 
         vm = self.vm
         red, todo, n_warn = len(vm.shown_errors), len(vm.todo), len(vm.warnings)
@@ -306,22 +306,16 @@ class Configurator(FormRendering):
                  "ensemble": "ensemble spec"}.get(family or "", "generated")
         if self.preview.get_title(1) != title:
             self.preview.set_title(1, title)
-        name = str(vm.data.get("name") or family or "configuration")
-        files = [text_download(f"{_file_stem(name)}.yaml", vm.yaml_preview, "configuration YAML")]
+        stem = file_stem(str(vm.data.get("name") or family or "configuration"), "configuration")
+        files = [text_download(f"{stem}.yaml", vm.yaml_preview, "configuration YAML")]
         if vm.can_generate and not vm.mergekit_preview.startswith("#"):
             fname = {"merge": "mergekit_config.yml", "moe": "mergekit_moe_config.yml"}.get(
-                family or "", f"{_file_stem(name)}-spec.yaml")
+                family or "", f"{stem}-spec.yaml")
             files.append(text_download(fname, vm.mergekit_preview, title))
         _set(self.downloads, value=links(files))
         preset = vm.data.get("description") if isinstance(vm.data.get("description"), str) else ""
         _set(self.preset_help, value=html.escape(preset) if preset and vm.message.startswith(
             "Loaded preset") else "")
-
-
-def _file_stem(name: str) -> str:
-    import re as _re
-
-    return _re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or "configuration"
 
 
 def hub_search(query: str, limit: int = 12) -> list[str]:

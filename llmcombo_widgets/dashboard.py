@@ -2,12 +2,14 @@
 
 Each panel renders a plain-Python view-model from :mod:`llmcombo_widgets.workbench`; long work
 runs in a thread (:class:`~llmcombo_widgets.jobs.Job`) and updates the widgets as it goes, so the
-page stays responsive. One module per tab: :mod:`.run_panel`, :mod:`.evaluate_panel`,
-:mod:`.playground_panel` (Ensembles), :mod:`.publish_panel`; what they share is in
-:mod:`.panelkit`; this module assembles them into the :class:`App`. ``App().widget`` is what ``llmcombo_widgets/dashboard.ipynb`` displays
+page stays responsive. ``App().widget`` is what ``llmcombo_widgets/dashboard.ipynb`` displays
 (served by ``llmcombo dashboard`` with Voila). Every panel has two columns (what you set on the
 left, what comes out on the right) that stack on a narrow screen; results can be downloaded or
 saved to a folder; with ``session=True`` the form and the runs survive a reload of the page.
+
+One module per tab: :mod:`.run_panel`, :mod:`.evaluate_panel`, :mod:`.playground_panel`
+(Ensembles), :mod:`.publish_panel`, and what they share in :mod:`.panelkit`; this module
+assembles them into the :class:`App` (and re-exports them).
 
 Another module adds a tab with :func:`register_tab` (``title``, ``factory(app) -> panel`` where
 the panel has ``.widget`` and ``.refresh()``), before the App is made.

@@ -12,6 +12,7 @@ import base64
 import html
 import io
 import os
+import re
 import shutil
 import zipfile
 from dataclasses import dataclass
@@ -21,6 +22,12 @@ MAX_DOWNLOAD_BYTES = 200 * 2**20
 MIME = {".yaml": "application/x-yaml", ".yml": "application/x-yaml", ".csv": "text/csv",
         ".png": "image/png", ".md": "text/markdown", ".zip": "application/zip",
         ".json": "application/json", ".txt": "text/plain"}
+
+
+def file_stem(name: str, default: str = "file") -> str:
+    """A file or folder name made of ``name`` (runs of other characters than ASCII letters, digits,
+    ``_ . -`` become one ``-``); ``default`` when nothing is left."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or default
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,6 @@ class EvaluatePanel:
              add, W.HBox([self.run_btn, self.cancel_btn]), self.progress.widget, self.status],
             [self.table, self.explain, self.plot, self.files, self.save.widget],
             left_basis="460px", right_basis="460px", cls="llmcombo-evaluate-panel")
-        self.widget.add_class("llmcombo-evaluate-panel")
         model.job.subscribe(self._on_job)
         self.refresh()
 

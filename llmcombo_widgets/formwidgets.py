@@ -36,6 +36,21 @@ from llmcombo_widgets.viewmodel import (
 )
 
 
+def _issues() -> W.HTML:
+    """Where a node's messages go (:func:`~llmcombo_widgets.render.issues_html`)."""
+    issues = W.HTML()
+    issues.add_class("llmcombo-issues")
+    return issues
+
+
+def _node_box(kind: str, key: str) -> W.VBox:
+    """The box of a section, toggle, choice or list: ``llmcombo-KIND llmcombo-KIND-<key>``."""
+    box = W.VBox()
+    box.add_class(f"llmcombo-{kind}")
+    box.add_class(f"llmcombo-{kind}-{slug(key)}")
+    return box
+
+
 class FieldWidget:
     """Label, typed input, messages (and for model references a Check button)."""
 
@@ -70,8 +85,7 @@ class FieldWidget:
             self.input.observe(self._on_text, "value")
         self.input.add_class("llmcombo-input")
         self.input.add_class(f"llmcombo-input-{k}")
-        self.issues = W.HTML()
-        self.issues.add_class("llmcombo-issues")
+        self.issues = _issues()
         self.help = W.HTML(layout=W.Layout(margin="0 0 0 164px"))
         self.help.add_class("llmcombo-field-help")
         row = [self.label, self.input]
@@ -198,13 +212,10 @@ class FormRendering:
     def _render_section(self, sec: SectionView) -> W.Widget:
         def make():
             title = W.HTML()
-            issues = W.HTML()
-            issues.add_class("llmcombo-issues")
+            issues = _issues()
             remove = W.Button(description="remove", icon="trash", layout=W.Layout(width="100px"))
             remove.add_class("llmcombo-remove")
-            box = W.VBox()
-            box.add_class("llmcombo-section")
-            box.add_class(f"llmcombo-section-{slug(sec.key)}")
+            box = _node_box("section", sec.key)
             e = {"title": title, "issues": issues, "remove": remove, "box": box,
                  "header": W.HBox([title, remove])}
             remove.on_click(lambda _b: self.act(lambda: self._remove(e)))
@@ -246,11 +257,8 @@ class FormRendering:
         def make():
             cb = W.Checkbox(description=t.title, indent=False)
             cb.add_class("llmcombo-toggle-input")
-            issues = W.HTML()
-            issues.add_class("llmcombo-issues")
-            box = W.VBox()
-            box.add_class("llmcombo-toggle")
-            box.add_class(f"llmcombo-toggle-{slug(t.key)}")
+            issues = _issues()
+            box = _node_box("toggle", t.key)
             key = t.key
             cb.observe(lambda ch: None if self.syncing else self.act(
                 lambda: self.vm.set_toggle(key, ch["new"])), "value")
@@ -284,9 +292,7 @@ class FormRendering:
             inp.add_class("llmcombo-choice-input")
             help_ = W.HTML()
             help_.add_class("llmcombo-help")
-            box = W.VBox()
-            box.add_class("llmcombo-choice")
-            box.add_class(f"llmcombo-choice-{slug(c.instance or 'root')}")
+            box = _node_box("choice", c.instance)
             return {"input": inp, "help": help_, "box": box, "sig": sig}
 
         e = self._entry("choice", c.key, make)
@@ -325,11 +331,8 @@ class FormRendering:
             add.add_class("llmcombo-add")
             key = lv.key
             add.on_click(lambda _b: self.act(lambda: self.vm.add_item(key)))
-            issues = W.HTML()
-            issues.add_class("llmcombo-issues")
-            box = W.VBox()
-            box.add_class("llmcombo-list")
-            box.add_class(f"llmcombo-list-{slug(lv.key)}")
+            issues = _issues()
+            box = _node_box("list", lv.key)
             return {"title": title, "add": add, "issues": issues, "box": box,
                     "header": W.HBox([title, add])}
 

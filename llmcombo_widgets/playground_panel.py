@@ -45,7 +45,6 @@ class PlaygroundPanel:
              self.source, self.about, self.questions,
              W.HBox([self.prompt, self.ask_btn], layout=W.Layout(width="100%"))],
             [self.answer, self.trace], cls="llmcombo-playground-panel")
-        self.widget.add_class("llmcombo-playground-panel")
         model.job.subscribe(self._on_job)
         self._show_source()
 

@@ -54,7 +54,6 @@ class PublishPanel:
              W.HBox([self.license, self.private], layout=W.Layout(flex_flow="row wrap")),
              self.dry_run, self.token, self.publish_btn, self.status],
             [self.card], cls="llmcombo-publish-panel")
-        self.widget.add_class("llmcombo-publish-panel")
         model.job.subscribe(self._on_job)
         for w in (self.repo, self.license):
             w.observe(lambda ch: self.show_card(), "value")

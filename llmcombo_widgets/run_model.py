@@ -5,12 +5,11 @@ before and their files to take away."""
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmcombo_widgets.downloads import Download, text_download
+from llmcombo_widgets.downloads import Download, file_stem, text_download
 from llmcombo_widgets.jobs import Job
 from llmcombo_widgets.session import RunRecord, Session, find_runs
 from llmcombo_widgets.viewmodel import FormModel
@@ -21,11 +20,6 @@ def _mtime(path: str) -> int | None:
         return Path(path).parent.stat().st_mtime_ns
     except OSError:
         return None
-
-
-def _safe_name(text: str) -> str:
-    s = re.sub(r"[^A-Za-z0-9_.-]+", "-", text.strip()).strip("-.")
-    return s or "product"
 
 
 @dataclass
@@ -146,7 +140,7 @@ class RunModel:
                 m = (data.get("merge") or {}).get("method")
                 method = m if isinstance(m, str) else (next(iter(m)) if isinstance(m, dict) and m else None)
             name = f"{fam}-{method}" if method else fam
-        return str(self.out_root / _safe_name(name))
+        return str(self.out_root / file_stem(name, "product"))
 
     @property
     def out(self) -> str:

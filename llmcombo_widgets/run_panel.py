@@ -77,7 +77,6 @@ class RunPanel:
              W.HBox([self.zip_btn], layout=W.Layout(flex_flow="row wrap")), self.zip,
              self.copy.widget],
             cls="llmcombo-run-panel")
-        self.widget.add_class("llmcombo-run-panel")
         model.job.subscribe(self._on_job)
         model.gguf_job.subscribe(self._on_gguf)
         self._syncing = False
