@@ -23,7 +23,7 @@ from typing import Any, Callable
 import ipywidgets as W
 
 from llmcombo_widgets.formwidgets import FieldWidget, FormRendering
-from llmcombo_widgets.render import _children, issues_html, slug
+from llmcombo_widgets.render import issues_html, set_children, slug
 from llmcombo_widgets.theme import CSS, columns, grow
 from llmcombo_widgets.theme import set_traits as _set
 from llmcombo_widgets.viewmodel import FormModel
@@ -262,7 +262,7 @@ class Configurator(FormRendering):
             view = self.vm.view()
             before, self._shown = self._shown, set()
             root = self._render(view)
-            _children(self.form_box, [root])
+            set_children(self.form_box, [root])
             for key in before - self._shown:
                 fw = self._fields.get(key)
                 if fw is not None:

@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import ipywidgets as W
 
-from llmcombo_widgets.render import _mount, issues_html, slug
+from llmcombo_widgets.render import issues_html, mount, slug
 from llmcombo_widgets.theme import grow
 from llmcombo_widgets.theme import set_traits as _set
 from llmcombo_widgets.viewmodel import (
@@ -247,7 +247,7 @@ class FormRendering:
         kids += [self._render(p) for p in sec.parts if p not in first]
         if sec.index is not None:
             e["box"].add_class("llmcombo-list-item")
-        _mount(e["box"], kids, self._dead)
+        mount(e["box"], kids, self._dead)
         return e["box"]
 
     def _remove(self, e: dict) -> None:
@@ -270,7 +270,7 @@ class FormRendering:
         kids = [e["cb"], e["issues"]]
         if t.body is not None:
             kids.append(self._render(t.body))
-        _mount(e["box"], kids, self._dead)
+        mount(e["box"], kids, self._dead)
         return e["box"]
 
     def _render_choice(self, c: ChoiceView) -> W.Widget:
@@ -310,7 +310,7 @@ class FormRendering:
                  for n in c.chosen if c.descriptions.get(n) and n not in with_body]
         _set(e["help"], value="<br>".join(helps))
         kids = [e["input"], e["help"]] + [self._render(b) for b in c.bodies]
-        _mount(e["box"], kids, self._dead)
+        mount(e["box"], kids, self._dead)
         return e["box"]
 
     def _on_multi(self, instance: str, gi: int, name: str, change) -> None:
@@ -345,7 +345,7 @@ class FormRendering:
                                f"({count})</span>")
         _set(e["add"], disabled=not lv.can_add)
         _set(e["issues"], value=issues_html(lv.issues, self.vm.revealed))
-        _mount(e["box"], [e["header"], e["issues"]] + [self._render(s) for s in lv.items], self._dead)
+        mount(e["box"], [e["header"], e["issues"]] + [self._render(s) for s in lv.items], self._dead)
         return e["box"]
 
 

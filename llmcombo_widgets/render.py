@@ -30,7 +30,8 @@ def issues_html(issues, revealed: Callable[[Any], bool] | None = None) -> str:
     return "".join(rows)
 
 
-def _children(box: W.Box, children: list) -> None:
+def set_children(box: W.Box, children: list) -> None:
+    """Give ``box`` these children, sending nothing when they are the ones it has."""
     new = tuple(children)
     if box.children != new:
         box.children = new
@@ -42,7 +43,7 @@ def _display(widget: W.Widget, shown: bool) -> None:
         widget.layout.display = want
 
 
-def _mount(box: W.Box, kids: list, dead: set) -> None:
+def mount(box: W.Box, kids: list, dead: set) -> None:
     """Show ``kids`` in ``box`` in this order; children shown before and not now stay in the box,
     hidden. ``dead`` holds replaced widgets, which are dropped."""
     order = [w for w in box.children if w not in dead]
@@ -67,4 +68,4 @@ def _mount(box: W.Box, kids: list, dead: set) -> None:
             _display(w, False)
     for k in kids:
         _display(k, True)
-    _children(box, merged)
+    set_children(box, merged)
