@@ -19,11 +19,12 @@ every path in its expressions and checks is relative to ``root``.
 from __future__ import annotations
 
 import difflib
+from typing import Any
 
 from llmcombo.featuremodel import (
-    MANY, Attribute, BoolType, Check, Constraint, EnumType, Eq, Feature, FloatType, GradientType,
-    IntType, IsSet, MappingType, ModelRefType, Not, NumberType, RangeType, Sel, StringType,
-    alternative, any_selected, error, warning,
+    MANY, Attribute, BoolType, Check, Constraint, EnumType, Eq, Expr, Feature, FloatType,
+    GradientType, IntType, IsSet, MappingType, ModelRefType, Not, NumberType, RangeType, Sel,
+    StringType, alternative, any_selected, error, warning,
 )
 from llmcombo.featuremodel.issues import Issue
 from llmcombo.featuremodel.types import AttrType, _show
@@ -134,9 +135,10 @@ def _param_attributes(scopes: tuple[str, ...], where: str, root: str) -> list[At
     attrs = []
     for name in sorted(by_name, key=_param_order):
         uses = by_name[name]
-        domains = [(Sel(method_path(m.name, root)), _gradient(_element_type(p, m.name)))
-                   for m, p in uses]
-        defaults = [(Sel(method_path(m.name, root)), p.default) for m, p in uses if not p.required]
+        domains: list[tuple[Expr, AttrType]] = [
+            (Sel(method_path(m.name, root)), _gradient(_element_type(p, m.name))) for m, p in uses]
+        defaults: list[tuple[Expr, Any]] = [(Sel(method_path(m.name, root)), p.default)
+                                            for m, p in uses if not p.required]
         users = ", ".join(m.name for m, _ in uses)
         attrs.append(Attribute(
             name=name, type=_gradient(_element_type(uses[0][1])), label=name,
