@@ -98,11 +98,12 @@ def plot_accuracy(df, *, products: Sequence[str] | None = None, tasks: Sequence[
     ax.set_ylabel(f"{metric} (exact match)" if metric == "accuracy" else metric)
     ax.set_xlabel("product")
     ax.set_title(title)
+    from matplotlib.artist import Artist
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
     # one legend: the tasks' colours, then what the marks mean
-    handles = [Patch(facecolor=TASK_COLORS[j % len(TASK_COLORS)], label=task)
+    handles: list[Artist] = [Patch(facecolor=TASK_COLORS[j % len(TASK_COLORS)], label=task)
                for j, task in enumerate(tasks)]
     if n_par:
         handles.append(Patch(facecolor="white", edgecolor="black", hatch="//",
@@ -220,6 +221,7 @@ def plot_task_vector_norms(df, *, value: str = "relative", base_label: str = "ba
             ax.set_yticks([])
             ax.set_xlabel("outside the layers")
     label = "||ft - base|| / ||base||" if value == "relative" else "||ft - base||"
+    assert im is not None  # d is not empty: at least one model drew its heatmap
     fig.colorbar(im, ax=list(grid_axes.ravel()), label=label)
     fig.suptitle(title)
     return fig
