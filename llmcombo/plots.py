@@ -241,8 +241,11 @@ def plot_routing_share(df, *, expert_names: Mapping[int, str] | Sequence[str] | 
     sets = list(dict.fromkeys(df["prompt_set"]))
     experts = sorted(set(int(e) for e in df["expert"]))
     layers = sorted(set(int(x) for x in df["layer"]))
-    names = dict(enumerate(expert_names)) if isinstance(expert_names, (list, tuple)) else \
-        dict(expert_names or {})
+    names: dict[int, str] = {}
+    if isinstance(expert_names, Mapping):
+        names = dict(expert_names)
+    elif expert_names is not None:  # any sequence of names (a list, a numpy array...)
+        names = dict(enumerate(expert_names))
     fig, axes = _figure(1, len(sets), size=(1.5 + 3.6 * len(sets), 3.8))
     for ax, s in zip(axes[0], sets):
         g = df[df["prompt_set"] == s]

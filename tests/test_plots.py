@@ -3,12 +3,14 @@ them (task-vector norms, MoE routing shares) agree with hand computations on tin
 
 from __future__ import annotations
 
+import collections
 import math
 
 import matplotlib
 
 matplotlib.use("Agg")
 
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -181,6 +183,18 @@ def test_plot_routing_share_stacked_bars():
     assert len(bars) == 2 and [len(b.patches) for b in bars] == [2, 2]
     assert [p.get_height() for p in bars[0].patches] == pytest.approx([0.2, 0.3])
     assert [p.get_y() for p in bars[1].patches] == pytest.approx([0.2, 0.3])  # stacked
+
+
+@pytest.mark.parametrize("names", [
+    np.array(["domotica", "tiempo"]),  # e.g. a column's unique values
+    collections.UserList(["domotica", "tiempo"]),  # any sequence, as the signature says
+    {0: "domotica", 1: "tiempo"},
+])
+def test_plot_routing_share_expert_names_of_any_sequence_or_mapping(names):
+    rows = [{"prompt_set": "domotica", "layer": 0, "expert": e, "tokens": 1, "share": 0.5}
+            for e in (0, 1)]
+    fig = plots.plot_routing_share(pd.DataFrame(rows), expert_names=names)
+    assert _legend_labels(fig.axes[0]) == ["domotica", "tiempo"]
 
 
 def test_moe_routing_share_counts_real_tokens_only():
