@@ -149,6 +149,7 @@ def number_words(t: NumberType) -> str:
         return f"{what} between {_n(lo)} and {_n(hi)}, but not {_n(lo)} or {_n(hi)} themselves"
     if lo is not None:
         return f"{what} above {_n(lo)}" if t.min_open else f"{what}, {_n(lo)} or more"
+    assert hi is not None  # not both are None
     return f"{what} below {_n(hi)}" if t.max_open else f"{what}, {_n(hi)} or less"
 
 

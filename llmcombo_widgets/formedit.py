@@ -183,8 +183,10 @@ class FormEditing(FormViewing):
             items = [items]
         if not isinstance(items, list):
             items = []
-        if f.card[1] is not None and len(items) >= f.card[1]:
-            raise ValueError(f"{f.title}: at most {f.card[1]} allowed")
+        card = f.card
+        assert card is not None, f"{key} is not a list"  # add buttons are on lists only
+        if card[1] is not None and len(items) >= card[1]:
+            raise ValueError(f"{f.title}: at most {card[1]} allowed")
         items.append(self.default_instance_item(f))
         container[tokens[-1]] = items
         self._stash.clear()  # indices moved
@@ -199,7 +201,11 @@ class FormEditing(FormViewing):
         items = container.get(tokens[-1])
         if not isinstance(items, list) or not 0 <= index < len(items):
             raise IndexError(f"{key} has no item {index}")
-        minimum = 0 if f.optional else f.card[0]
+        if f.optional:
+            minimum = 0
+        else:
+            assert f.card is not None, f"{key} is not a list"  # remove buttons are on lists only
+            minimum = f.card[0]
         if len(items) <= minimum:
             raise ValueError(f"{f.title}: needs at least {minimum}")
         items.pop(index)

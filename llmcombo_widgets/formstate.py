@@ -57,14 +57,14 @@ class FormState:
 
     def default_instance(self, f: Feature) -> Any:
         """A fresh instance of ``f``: its mandatory lists with their minimum number of items."""
-        if f.cloneable:
+        if f.card is not None:  # cloneable: a list
             return [self.default_instance_item(f) for _ in range(f.card[0])]
         return self.default_instance_item(f)
 
     def default_instance_item(self, f: Feature) -> Any:
         inst: dict = {}
         for c in f.children:
-            if c.cloneable and not c.optional and c.card[0] > 0:
+            if c.card is not None and not c.optional and c.card[0] > 0:  # a mandatory list
                 inst[c.name] = [self.default_instance_item(c) for _ in range(c.card[0])]
         for g in f.groups:
             if g.min >= 1 and g.max == 1 and len(g.children) <= 4:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmcombo.featuremodel import Attribute, Feature, Issue, normalise_instance
+from llmcombo.featuremodel import Attribute, EnumType, Feature, Issue, normalise_instance
 from llmcombo.featuremodel import paths as P
 from llmcombo_widgets.fieldtext import describe_domain, domain_words, field_kind, format_value
 from llmcombo_widgets.formstate import FormState
@@ -83,12 +83,14 @@ class FormViewing(FormState):
         required = a.is_required(sel)
         choices: list[tuple[str, Any]] = []
         if kind == "enum":
+            assert isinstance(t, EnumType)  # field_kind says so
             unset = f"(default: {default})" if default is not None else "(not set)"
             choices = [(unset, None)] + [(str(t.labels.get(c, c)) if t.labels else str(c), c)
                                          for c in t.choices]
             if value is not None and value not in list(t.choices):
                 choices.append((f"{value} (not valid)", value))
         elif kind == "enum_open":
+            assert isinstance(t, EnumType)
             choices = [(str(c), c) for c in t.choices]
         elif kind == "bool":
             unset = f"(default: {'yes' if default else 'no'})" if default is not None else "(not set)"
@@ -133,14 +135,14 @@ class FormViewing(FormState):
             else:
                 sec.parts.append(self._section(c, inst.get(c.name), ckey))
         for gi, g in enumerate(f.groups):
-            present = [c for c in g.children if c.name in inst and inst[c.name] is not False]
+            picked = [c for c in g.children if c.name in inst and inst[c.name] is not False]
             multiple = g.max is None or g.max > 1
             choice = ChoiceView(
                 key=f"{key}#{gi}", instance=key, group_index=gi, multiple=multiple,
                 options=[(c.title, c.name) for c in g.children],
                 descriptions={c.name: c.description or "" for c in g.children},
-                chosen=[c.name for c in present])
-            for c in present:
+                chosen=[c.name for c in picked])
+            for c in picked:
                 ckey = P.join(key, c.name)
                 if c.cloneable:
                     choice.bodies.append(self._list(c, inst[c.name], ckey))
@@ -151,6 +153,7 @@ class FormViewing(FormState):
 
     def _list(self, f: Feature, raw: Any, key: str) -> ListView:
         items = raw if isinstance(raw, list) else ([raw] if isinstance(raw, dict) else [])
+        assert f.card is not None  # _list is called for cloneable features only
         lo, hi = f.card
         minimum = 0 if f.optional else lo
         sections = [self._section(f, item, f"{key}[{i}]", index=i, removable=len(items) > minimum)

@@ -147,8 +147,10 @@ class FieldWidget:
         self.form.act(lambda: self.form.vm.set_value(self.key, value))
 
     def _on_check(self, _button) -> None:
+        info = self.info
+        assert info is not None  # the Check button and the info line come together (model fields)
         ref = self.input.value
-        self.info.value = f"<span class='llmcombo-help'>checking {html.escape(ref)} …</span>"
+        info.value = f"<span class='llmcombo-help'>checking {html.escape(ref)} …</span>"
         base_dir = self.form.vm.base_dir
 
         def work():
@@ -159,7 +161,7 @@ class FieldWidget:
                     "llmcombo-info" if summary.missing_zoo else "llmcombo-status-error")
             except Exception as exc:  # never let a check break the form
                 cls, text = "llmcombo-status-error", html.escape(f"{type(exc).__name__}: {exc}")
-            self.info.value = f"<div class='{cls}'>{text}</div>"
+            info.value = f"<div class='{cls}'>{text}</div>"
 
         threading.Thread(target=work, daemon=True).start()
 

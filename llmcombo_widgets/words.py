@@ -188,7 +188,7 @@ def explain_results(frame, runs: Mapping[str, Mapping] | None = None,
                        + advice(kind, method, config, None))
         else:
             out.append(f"{prod} kept part of each skill ({shown}). "
-                       + advice(kind, method, config, max(kept, key=kept.get)))
+                       + advice(kind, method, config, max(kept, key=lambda t: kept[t])))
     return out
 
 
