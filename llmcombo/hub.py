@@ -27,7 +27,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence, TypeGuard
 
 from llmcombo.errors import OfflineError, UserError
 from llmcombo.fsutil import atomic_write
@@ -201,7 +201,7 @@ def _eval_table(folder: Path) -> str | None:
 _LOCAL_PATH = re.compile(r"(?<![\w:/.~-])(?:~|[A-Za-z]:\\|/)(?:[^\s`'\"|()\[\]{}<>,;*]*)")
 
 
-def _is_local_path(ref: object) -> bool:
+def _is_local_path(ref: object) -> TypeGuard[str]:
     return isinstance(ref, str) and bool(ref) and (
         os.path.isabs(os.path.expanduser(ref)) or ref.startswith("~"))
 
@@ -430,8 +430,8 @@ def _network_error(exc: BaseException) -> bool:
                                                        "OfflineModeIsEnabled"})
 
 
-def _chain(exc: BaseException):
-    seen = set()
+def _chain(exc: BaseException | None) -> Iterator[BaseException]:
+    seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         yield exc
@@ -468,6 +468,7 @@ def publish(folder, repo_id: str, *, private: bool = False, license: str | None 
                            dry_run=dry_run, private=private)
     if dry_run:
         return result
+    assert tok is not None  # not a dry run: _token gave one or raised
     _refuse_files_with_token(folder, files, tok)
     from llmcombo.preflight import models as pm
 
