@@ -43,12 +43,13 @@ def model_entries(config: dict) -> list[tuple[str, dict]]:
     """``(path, dict)`` of every place that names a model and may choose its backend: stages,
     vote members, routes, the judge and the selector."""
     ens = config.get(E) if isinstance(config, dict) else None
-    kinds = [k for k in ("pipeline", "vote", "router") if isinstance(ens, dict)
-             and isinstance(ens.get(k), dict)]
-    kind = kinds[0] if len(kinds) == 1 else None
-    body = ens.get(kind) if kind else None
-    if not isinstance(body, dict):
+    if not isinstance(ens, dict):
         return []
+    kinds = [k for k in ("pipeline", "vote", "router") if isinstance(ens.get(k), dict)]
+    if len(kinds) != 1:
+        return []
+    kind = kinds[0]
+    body = ens[kind]
     key = {"pipeline": "stages", "vote": "members", "router": "routes"}[kind]
     out = [(f"{E}.{kind}.{key}[{i}]", m) for i, m in enumerate(_as_list(body.get(key)))
            if isinstance(m, dict)]

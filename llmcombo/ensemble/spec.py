@@ -56,6 +56,7 @@ from llmcombo.ensemble.backends import (
     backend_spec, check_backends, check_llama_model, backend_attributes, model_entries,
 )
 from llmcombo.productline import Family, ModelSlot, register_family
+from llmcombo.shapes import as_dict as _as_dict
 from llmcombo.shapes import as_list as _as_list
 
 SPEC_VERSION = 1
@@ -302,9 +303,9 @@ def model_slots(config: dict) -> list[ModelSlot]:
         return []
     out: list[ModelSlot] = []
     kind = _kind_of(ens)
-    body = ens.get(kind) if kind else None
-    if not isinstance(body, dict):
+    if kind is None:
         return out
+    body = ens[kind]  # a mapping: _kind_of says so
     key = {"pipeline": "stages", "vote": "members", "router": "routes"}[kind]
     for i, m in enumerate(_as_list(body.get(key))):
         if isinstance(m, dict) and isinstance(m.get("model"), str):
@@ -341,7 +342,7 @@ def _check_vote(vote: dict, ctx) -> list[Issue]:
                                                  "broken.",
                             "Set tie_break (first, random, likelihood or judge), or use an odd "
                             "number of answers.", "tie"))
-    sampling = vote.get("sampling") if isinstance(vote.get("sampling"), dict) else {}
+    sampling = _as_dict(vote.get("sampling"))
     temp = sampling.get("temperature", _default(ctx, f"{VOTE}.sampling.temperature"))
     refs = [m.get("model") for m in members]
     if samples > 1 and temp == 0:
@@ -390,7 +391,7 @@ def _check_router(router: dict, ctx) -> list[Issue]:
                             f"({', '.join(labels)}).",
                             f"Did you mean {close[0]}?" if close else
                             "Use the label of one of the routes.", "fallback"))
-    selector = router.get("selector") if isinstance(router.get("selector"), dict) else {}
+    selector = _as_dict(router.get("selector"))
     kind = selector.get("kind")
     need = {"embedding": ("examples", "The embedding selector compares the prompt with each "
                                       "route's example prompts, but route {label} has none.",
@@ -406,7 +407,7 @@ def _check_router(router: dict, ctx) -> list[Issue]:
                 issues.append(error(f"{ROUTER}.routes[{i}].{key}",
                                     msg.format(label=r.get("label", i + 1)), hint, "requires"))
     if kind == "keywords":
-        owner: dict[str, str] = {}
+        owner: dict[str, Any] = {}  # keyword -> its route's label (labels are checked above)
         for i, r in enumerate(routes):
             if not isinstance(r, dict):
                 continue
@@ -522,10 +523,9 @@ def to_spec(config: dict, base_dir=None, resolve: bool = True) -> tuple[str, dic
     from llmcombo.errors import UserError
 
     ens = config.get(E)
-    if not isinstance(ens, dict) or _kind_of(ens) is None:
+    if not isinstance(ens, dict) or (kind := _kind_of(ens)) is None:
         raise UserError("an ensemble configuration needs exactly one of pipeline, vote or router.",
                         field=E)
-    kind = _kind_of(ens)
     body = ens[kind]
     spec: dict[str, Any] = {"llmcombo_ensemble": SPEC_VERSION, "kind": kind,
                             "device": ens.get("device") or "auto",
