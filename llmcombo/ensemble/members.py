@@ -76,7 +76,7 @@ def pick_device(device: str | None = "auto") -> str:
     return device
 
 
-def _torch_dtype(dtype: str, device: str):
+def _torch_dtype(dtype: str | None, device: str):
     import torch
 
     if dtype in (None, "auto"):
@@ -180,7 +180,9 @@ def load_model(ref: str, base_dir=None, device: str | None = "auto",
             raise UserError(f"{ref} cannot be loaded as a text-generation model: {exc}",
                             hint="Ensembles need causal language models "
                                  "(AutoModelForCausalLM).") from None
-        model.to(dev)
+        # transformers wraps PreTrainedModel.to with functools.wraps; typeshed's _Wrapped is not a
+        # descriptor, so mypy reads the call as the unbound function (dev taken for self)
+        model.to(dev)  # type: ignore[arg-type]
         model.eval()
         tok.padding_side = "left"
         if tok.pad_token_id is None:
@@ -396,14 +398,14 @@ def score_rows(lm: LoadedModel, prompts: Sequence[str], continuations: Sequence[
     tok, model = lm.tokenizer, lm.model
     eos = tok.eos_token_id
     rows = []
-    for p, c in zip(prompts, continuations):
-        p_ids = list(tok(p)["input_ids"])
-        sep = "" if not c or p.endswith((" ", "\n")) else " "
-        full = list(tok(p + sep + c)["input_ids"])
+    for prompt, cont in zip(prompts, continuations):
+        p_ids = list(tok(prompt)["input_ids"])
+        sep = "" if not cont or prompt.endswith((" ", "\n")) else " "
+        full = list(tok(prompt + sep + cont)["input_ids"])
         if full[: len(p_ids)] == p_ids:
             c_ids = full[len(p_ids):]
         else:  # the tokenizer merged across the boundary: tokenize the answer alone
-            c_ids = list(tok(sep + c, add_special_tokens=False)["input_ids"])
+            c_ids = list(tok(sep + cont, add_special_tokens=False)["input_ids"])
         rows.append((p_ids, c_ids + ([eos] if eos is not None else [])))
     out: list[Scored] = []
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
@@ -473,15 +475,15 @@ def score_options(lm: LoadedModel, prompts: Sequence[str], options: Sequence[str
     eos = tok.eos_token_id
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     rows = []  # (prompt ids, [option ids + eos] * k)
-    for p in prompts:
-        p_ids = list(tok(p)["input_ids"])
+    for prompt in prompts:
+        p_ids = list(tok(prompt)["input_ids"])
         conts = []
-        for c in options:
-            sep = "" if not c or p.endswith((" ", "\n")) else " "
-            full = list(tok(p + sep + c)["input_ids"])
-            c_ids = full[len(p_ids):] if full[: len(p_ids)] == p_ids else \
-                list(tok(sep + c, add_special_tokens=False)["input_ids"])
-            conts.append(c_ids + ([eos] if eos is not None else []))
+        for option in options:
+            sep = "" if not option or prompt.endswith((" ", "\n")) else " "
+            full = list(tok(prompt + sep + option)["input_ids"])
+            o_ids = full[len(p_ids):] if full[: len(p_ids)] == p_ids else \
+                list(tok(sep + option, add_special_tokens=False)["input_ids"])
+            conts.append(o_ids + ([eos] if eos is not None else []))
         rows.append((p_ids, conts))
     out: list[list[Scored]] = []
     step = max(1, batch_size // k)

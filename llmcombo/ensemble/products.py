@@ -232,6 +232,7 @@ class Vote(Product):
         if self.judge_fn is not None:
             return [float(self.judge_fn(prompt, c)) for c in candidates]
         j = self.judge_member
+        assert j is not None  # called with a judge only (decide/tie_break judge require one)
         rendered = j.render(prompt)
         return M.score(j.lm, [rendered] * len(candidates), candidates)
 
@@ -382,12 +383,15 @@ class Router(Product):
                          **decisions[i], "prompt": r, "raw": g[0].text}
                 answers[i] = Answer(g[0].answer, trace)
         n = len(prompts)
+        out: list[Answer] = []
         for i, a in enumerate(answers):
+            assert a is not None  # every prompt went to a route, which answered it
             sel_s = t_sel / n
             a.trace["timings"] = {"selector_s": round(sel_s, 6), "generate_s": round(gen_time[i], 6),
                                   "total_s": round(sel_s + gen_time[i], 6),
                                   **({"batch": n} if n > 1 else {})}
-        return answers  # type: ignore[return-value]
+            out.append(a)
+        return out
 
 
 # ---------------------------------------------------------------------------------------------

@@ -187,8 +187,8 @@ class KeywordSelector(Selector):
         out = []
         for p in prompts:
             text = " ".join(re.sub(r"[^\w\s]", " ", _fold(p)).split())
-            counts = {lab: sum(pat.search(text) is not None for pat in pats)
-                      for lab, pats in self._patterns.items()}
+            counts: dict[str, float] = {lab: sum(pat.search(text) is not None for pat in pats)
+                                        for lab, pats in self._patterns.items()}
             total = sum(counts.values())
             if total == 0:
                 out.append(Choice(None, 0.0, None, counts, "no keyword of any route matched"))
@@ -393,8 +393,8 @@ def _train_label_model(train, base, out: Path, template, steps, lr, batch_size, 
         full = list(tok(prompt + " " + lab)["input_ids"])
         if full[: len(p_ids)] != p_ids:
             full = p_ids + list(tok(" " + lab, add_special_tokens=False)["input_ids"])
-        ids = full + [eos]
-        rows.append((ids, [-100] * len(p_ids) + ids[len(p_ids):]))
+        seq = full + [eos]
+        rows.append((seq, [-100] * len(p_ids) + seq[len(p_ids):]))
     pad = tok.pad_token_id
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
