@@ -214,7 +214,7 @@ class LlamaCppModel(EmbedMixin):
 
     # -- low level --------------------------------------------------------------------------
 
-    def _decode(self, entries: list[tuple[int, int, Sequence[int], bool]]) -> None:
+    def _decode(self, entries: Sequence[tuple[int, int, Sequence[int], bool]]) -> None:
         """One ``llama_decode`` of ``entries`` = (token, position, sequence ids, wants logits)."""
         b = self._batch
         for i, (tok, pos, seqs, logits) in enumerate(entries):

@@ -11,15 +11,53 @@ embeddings) reads the embedding table once and averages rows in numpy.
 from __future__ import annotations
 
 import ctypes
-from typing import Any, Sequence
+import threading
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 from llmcombo.errors import UserError
 
 
-class EmbedMixin:
-    """Needs from its host: ``L``, ``model``, ``ctx``, ``lock``, ``n_layer``, ``n_embd``,
-    ``n_vocab``, ``n_batch``, ``n_ctx``, ``n_seq_max``, ``threads``, ``tokenize``, ``_decode``,
-    ``_clear``, ``_check_fits``, ``decode_calls``, ``_table``, ``_tap_ctx``."""
+class EmbedHost(Protocol):
+    """What :class:`EmbedMixin` uses of the class it is mixed into
+    (:class:`~llmcombo.ensemble.llama_backend.LlamaCppModel`)."""
+
+    L: Any  # the llama_cpp module
+    model: Any  # the llama_model pointer
+    ctx: Any  # the main llama_context pointer
+    lock: threading.RLock
+    n_layer: int
+    n_embd: int
+    n_vocab: int
+    n_batch: int
+    n_ctx: int
+    n_seq_max: int
+    threads: int
+    decode_calls: int
+
+    def tokenize(self, text: str, add_special: bool = True) -> list[int]: ...
+
+    def _decode(self, entries: Sequence[tuple[int, int, Sequence[int], bool]]) -> None: ...
+
+    def _clear(self) -> None: ...
+
+    def _check_fits(self, need: int, what: str) -> None: ...
+
+
+if TYPE_CHECKING:  # type-checked as an implementation of EmbedHost; a plain class at run time
+    _Host = EmbedHost
+else:
+    _Host = object
+
+
+class EmbedMixin(_Host):
+    """Needs from its host what :class:`EmbedHost` declares; the host sets ``_table`` and
+    ``_tap_ctx`` to None and frees the tap's context and batch in its ``close()``."""
+
+    _table: Any  # the token-embedding matrix (numpy), None until read
+    _tap_ctx: Any  # the tap: a second llama_context, None until made
+    _tap_cb: Any  # its eval callback (kept alive here)
+    _tap_state: dict[str, Any]
+    _tap_batch: Any
 
     def embed(self, texts: Sequence[str], layer: int = -1, batch_size: int | None = None):
         """As :func:`llmcombo.ensemble.members.embed`: mean-pooled hidden states of ``layer`` (0
