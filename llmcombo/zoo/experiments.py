@@ -69,6 +69,10 @@ def vote_config(members: Sequence[str], samples: int, *, temperature: float = 1.
     return {"ensemble": {"vote": vote}}
 
 
+def _names(models: str | Sequence[str]) -> list[str]:
+    return [models] if isinstance(models, str) else list(models)
+
+
 def vote_scaling(members: Sequence[str] | Mapping[str, Sequence[str] | str],
                  samples: Sequence[int] = (1, 3, 5, 9), *,
                  tasks: Sequence[str] = TASK_NAMES, limit: int | None = None,
@@ -86,9 +90,9 @@ def vote_scaling(members: Sequence[str] | Mapping[str, Sequence[str] | str],
     from llmcombo import evaluate as ev
     from llmcombo.ensemble import load_product
 
+    per_task: dict[str, list[str]]
     if isinstance(members, Mapping):
-        per_task = {t: [members[t]] if isinstance(members[t], str) else list(members[t])
-                    for t in members}
+        per_task = {t: _names(members[t]) for t in members}
         tasks = [t for t in tasks if t in per_task] or list(per_task)
     else:
         per_task = {t: list(members) for t in tasks}

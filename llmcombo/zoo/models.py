@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import json
 import os
 import random
@@ -481,7 +482,7 @@ def _train_zoo(out: Path, progress: Progress | None, recipe: Recipe = RECIPE,
             rows = _encode_sft(tokenizer, task_map[name].train)
             losses[name] = _train(model, rows, steps=recipe.task_steps, lr=recipe.task_lr,
                                   recipe=recipe, seed=seed + 1 + i, pad_id=pad,
-                                  report=lambda f, n=name: report(n, f))
+                                  report=functools.partial(report, name))
             models[name] = model
         selector = copy.deepcopy(base)
         rows = _encode_sft(tokenizer, _tasks.selector_examples("train"))
