@@ -43,7 +43,7 @@ class _PreloadedRef:
 class _RootRecords(logging.Filter):
     """Swallow and keep the root-logger records mergekit's MoE code logs with ``logging.x()``."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.records: list[logging.LogRecord] = []
 

@@ -131,7 +131,7 @@ class NumberType(AttrType):
                          else f"at most {_fmt(self.maximum)}")
         return " and ".join(parts)
 
-    def check(self, value, path, label):
+    def check(self, value: Any, path: str, label: str) -> list[Issue]:
         if value is None and self.nullable:
             return []
         if self.integer:
@@ -380,7 +380,7 @@ class GradientType(AttrType):
                                   "Only filter and value are read.", "ignored"))
         return issues
 
-    def check(self, value, path, label):
+    def check(self, value: Any, path: str, label: str) -> list[Issue]:
         if isinstance(value, list):
             if not value:
                 if self.lenient:
