@@ -26,6 +26,7 @@ _FUNCTIONS = {
     "feature_model": "llmcombo.productline",
     "load_product": "llmcombo.ensemble",
     "make_plan": "llmcombo.plan",
+    "search": "llmcombo.search",  # the package is callable too: llmcombo.search(spec, ...)
 }
 _MODULES = {"analysis", "api", "configuration", "datasets", "engine", "errors", "ensemble",
             "evaluate", "featuremodel", "fsutil", "generate", "hub", "importer", "modelref",
