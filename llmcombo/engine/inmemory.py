@@ -11,8 +11,9 @@ same in its ``InMemoryMergeEvaluator``); a merge that should be kept is run with
     target.model                                              # a transformers model, eval mode
 
 Only whole-model merges whose output has the inputs' architecture and vocabulary can be done in
-memory (no slices, no tokenizer building); :class:`NotInMemory` says why another one cannot, and
-the caller merges it on disk instead. Weights that come out NaN or infinite raise
+memory (no slices, no tokenizer building), and only methods that draw no random masks (DARE and
+DELLA draw them in an order that differs in memory); :class:`NotInMemory` says why another one
+cannot, and the caller merges it on disk instead. Weights that come out NaN or infinite raise
 :class:`~llmcombo.errors.UserError`, like :func:`llmcombo.run.run` refuses such an output.
 """
 
@@ -25,6 +26,11 @@ from llmcombo.engine.hooks import run_hooks
 from llmcombo.errors import UserError
 from llmcombo.progress import CancelToken, NullProgress
 
+# Methods that draw random masks: mergekit seeds its RNG once per merge and draws in the order its
+# executor runs the tensors, which is not the same for an in-memory plan as for a plan to disk, so
+# the same seed would give another model than `llmcombo merge`. They are merged on disk.
+RANDOM_METHODS = frozenset({"dare_ties", "dare_linear", "della", "della_linear"})
+
 
 class NotInMemory(Exception):
     """This merge cannot be computed into a loaded model (the reason is the message)."""
@@ -32,6 +38,10 @@ class NotInMemory(Exception):
 
 def unsupported_reason(doc: dict) -> str | None:
     """Why the mergekit document ``doc`` cannot be merged in memory, or None when it can."""
+    if doc.get("merge_method") in RANDOM_METHODS:
+        return (f"{doc['merge_method']} draws random masks in the order mergekit runs the "
+                "tensors, which differs in memory; on disk its model is the one `llmcombo merge` "
+                "writes")
     if doc.get("slices") or doc.get("modules"):
         return "layer slices change the output's shape"
     if doc.get("tokenizer_source") or doc.get("tokenizer"):
@@ -69,15 +79,14 @@ class InMemoryTarget:
         self._shapes = {k: tuple(v.shape) for k, v in self._params.items()}
 
     @classmethod
-    def for_document(cls, doc: dict, merge_options: Any) -> "InMemoryTarget":
+    def for_document(cls, doc: dict, merge_options: Any) -> InMemoryTarget:
         """An empty model shaped like the output of ``doc`` (its weights are written by
         :meth:`merge`)."""
         import torch
         import transformers
-        from transformers.initialization import no_init_weights
-
         from mergekit.architecture import get_architecture_info
         from mergekit.merge import _model_out_config
+        from transformers.initialization import no_init_weights
 
         from llmcombo.engine.schema import parse
 
@@ -101,7 +110,6 @@ class InMemoryTarget:
         does not fit this model (then nothing usable is left in it: merge again or on disk) and
         :class:`UserError` when a merged tensor has NaN or infinite values."""
         import torch
-
         from mergekit.architecture import get_architecture_info
         from mergekit.graph import Executor
         from mergekit.io.tasks import LoaderCache

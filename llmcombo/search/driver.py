@@ -303,6 +303,11 @@ class SearchRun:
                                            for t in self.tasks})
         if self.space.is_empty():  # pragma: no cover - validation refuses an empty space
             raise UserError("the search space is empty: nothing to try.", field="search.space")
+        if not self.study.get_trials(deepcopy=False):
+            # every product of the space is tried once first (its parameters sampled): TPE alone
+            # can settle on the first method that scores and never look at the others
+            for choice in self.space.choices:
+                self.study.enqueue_trial({"product": choice})
         refs = [(f"parent {r}", "parent", "model", {"model": r}) for r in doc["models"]]
         refs += [(f"preset {n}", "preset", "merge", c) for n, c in preset_configs(doc).items()]
         refs += [("vote", "ensemble", "ensemble", self.space.vote_config()),

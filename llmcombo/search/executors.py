@@ -124,9 +124,17 @@ def connect_ray(address: str | None, workers: int) -> Any:
     if ray.is_initialized():
         return ray
     env = {k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)}
+    import logging
+
     kwargs: dict[str, Any] = {"ignore_reinit_error": True, "log_to_driver": False,
-                              "include_dashboard": False,
+                              "include_dashboard": False, "logging_level": logging.ERROR,
                               "runtime_env": {"env_vars": env} if env else None}
+    hint = ("Start one with `ray start --head` (then --ray auto), check the address, or run "
+            "without --ray: the trials then run on a local pool of this machine.")
+    if address not in (None, "", "local", "auto"):
+        problem = _unreachable(address)
+        if problem:  # Ray itself would retry for minutes
+            raise UserError(f"cannot reach a Ray cluster at {address}: {problem}", hint=hint)
     try:
         if address in (None, "", "local"):
             ray.init(num_cpus=max(1, int(workers)), **kwargs)
@@ -135,10 +143,23 @@ def connect_ray(address: str | None, workers: int) -> Any:
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
         where = "on this machine" if address == "auto" else f"at {address}"
         raise UserError(f"cannot reach a Ray cluster {where}: {str(exc).splitlines()[0]}",
-                        hint="Start one with `ray start --head` (then --ray auto), check the "
-                             "address, or run without --ray: the trials then run on a local "
-                             "pool of this machine.") from None
+                        hint=hint) from None
     return ray
+
+
+def _unreachable(address: str, timeout: float = 5.0) -> str | None:
+    """Why nothing answers at a Ray address (``ray://host:port`` or ``host:port``), or None."""
+    import socket
+
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        return f"{address!r} is not an address like host:6379 or ray://host:10001"
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return None
+    except OSError as exc:
+        return f"nothing answers there ({exc.strerror or exc})"
 
 
 class RayPool:

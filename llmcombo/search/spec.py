@@ -34,9 +34,23 @@ import os
 from pathlib import Path
 from typing import Any
 
-from llmcombo.featuremodel import (MANY, Attribute, Check, Constraint, EnumType, Eq, Feature,
-                                   FloatType, IntType, MappingType, ModelRefType,
-                                   StringListType, StringType, error, warning)
+from llmcombo.featuremodel import (
+    MANY,
+    Attribute,
+    Check,
+    Constraint,
+    EnumType,
+    Eq,
+    Feature,
+    FloatType,
+    IntType,
+    MappingType,
+    ModelRefType,
+    StringListType,
+    StringType,
+    error,
+    warning,
+)
 from llmcombo.featuremodel.issues import Issue
 from llmcombo.productline import Family, ModelSlot, register_family
 from llmcombo.shapes import as_dict, as_list

@@ -112,8 +112,10 @@ def make_sampler(doc: dict, n_before: int):
         if name == "nsga2":
             pop = max(4, min(50, doc["trials"] // 3))
             return optuna.samplers.NSGAIISampler(seed=seed, population_size=pop)
+        # multivariate TPE whose joint densities are split by the conditional space (one group
+        # per product: each merge method's parameters, the vote's, the router's)
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
-                                          constant_liar=True, warn_independent_sampling=False,
+                                          constant_liar=True,
                                           n_startup_trials=min(10, max(2, doc["trials"] // 5)))
 
 
@@ -164,10 +166,13 @@ def trials_frame(study, doc: dict):
     (``merge_s``, ``eval_s``, ``worker_s``, ``driver_s``, ``batch_s``), ``cached``, ``error``,
     ``infeasible``, and ``param:NAME`` for every sampled parameter."""
     import pandas as pd
+    from optuna.trial import TrialState
 
     names = objective_names(doc)
     rows = []
     for t in study.get_trials(deepcopy=False):
+        if t.state == TrialState.WAITING:  # queued (each product once first), not asked yet
+            continue
         ua = info(t)
         state = "interrupted" if interrupted(t) else t.state.name.lower()
         state = {"pruned": "infeasible"}.get(state, state)
