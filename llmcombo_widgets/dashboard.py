@@ -410,7 +410,7 @@ class App:
     built the first time their tab is shown (or their attribute is used), so the page has fewer
     widgets to create when it opens. Their view-models exist from the start."""
 
-    TABS = ("Configure", "Run", "Evaluate", "Ensembles", "Publish")
+    TABS = ("Configure", "Run", "Evaluate", "Ensembles", "Publish", "Search")
 
     def __init__(self, data: dict | None = None, *, out_root: str | None = None,
                  preload_after: float | None = 10.0):
@@ -463,6 +463,9 @@ class App:
                 panel = EvaluatePanel(self.evaluate_model)
             elif name == "Ensembles":
                 panel = PlaygroundPanel(self.playground_model)
+            elif name == "Search":  # its own module: llmcombo_widgets.search_panel
+                from llmcombo_widgets.search_panel import SearchPanel
+                panel = SearchPanel.for_app(self)
             else:
                 panel = PublishPanel(self.publish_model)
             self._panels[name] = panel

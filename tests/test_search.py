@@ -323,7 +323,7 @@ def _jobs():
 def test_the_budget_counts_run_trials_and_infeasible_ones_never_run(fake, tmp_path):
     data = spec(trials=12, space={"methods": ["della"], "ranges": {"density": [0.05, 0.3],
                                                                     "epsilon": [0.1, 0.45]}})
-    r = driver.search(data, tmp_path / "s")
+    r = driver.search(data, tmp_path / "s", report=False)
     states = r.trials["state"].value_counts().to_dict()
     assert states.get("complete", 0) + states.get("fail", 0) == 12
     assert states.get("infeasible", 0) > 0 and r.counts["infeasible"] == states["infeasible"]
@@ -350,7 +350,8 @@ def test_same_seed_same_study_and_batches_do_not_change_it(fake, tmp_path):
 
 def test_a_failed_trial_is_recorded_with_its_reason_and_the_search_goes_on(fake, tmp_path):
     fake["fail"] = lambda job: job["kind"] == "merge" and "slerp" in json.dumps(job["config"])
-    r = driver.search(spec(trials=12, space={"methods": ["slerp", "ties"]}), tmp_path / "s")
+    r = driver.search(spec(trials=12, space={"methods": ["slerp", "ties"]}), tmp_path / "s",
+                      report=False)
     failed = r.trials[r.trials["state"] == "fail"]
     assert len(failed) and (failed["method"] == "slerp").all()
     assert failed["error"].str.contains("out of memory").all()
@@ -396,8 +397,9 @@ def test_a_killed_search_loses_at_most_the_running_trial(fake, tmp_path):
     before = S.open_study(out, {}, create=False).get_trials()
     measured = [t for t in before if t.state.name == "COMPLETE"]
     running = [t for t in before if t.state.name == "RUNNING"]
-    assert len(running) == 1 and len(measured) == 3
-    r = driver.search(spec(trials=6, space={"methods": ["ties", "linear"]}), out, resume=True)
+    assert len(running) == 1 and len(measured) >= 3  # the cache may answer preset-like trials
+    r = driver.search(spec(trials=6, space={"methods": ["ties", "linear"]}), out, resume=True,
+                      report=False)
     states = r.trials.set_index("trial")["state"]
     assert states[running[0].number] == "interrupted"
     assert (states == "complete").sum() == 6  # nothing measured before the kill was lost

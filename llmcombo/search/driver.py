@@ -304,10 +304,7 @@ class SearchRun:
         if self.space.is_empty():  # pragma: no cover - validation refuses an empty space
             raise UserError("the search space is empty: nothing to try.", field="search.space")
         if not self.study.get_trials(deepcopy=False):
-            # every product of the space is tried once first (its parameters sampled): TPE alone
-            # can settle on the first method that scores and never look at the others
-            for choice in self.space.choices:
-                self.study.enqueue_trial({"product": choice})
+            self.warm_start(preset_configs(doc))
         refs = [(f"parent {r}", "parent", "model", {"model": r}) for r in doc["models"]]
         refs += [(f"preset {n}", "preset", "merge", c) for n, c in preset_configs(doc).items()]
         refs += [("vote", "ensemble", "ensemble", self.space.vote_config()),
@@ -336,6 +333,21 @@ class SearchRun:
         self.log("reference (best parent per task, validation): "
                  + ", ".join(f"{t} {v:.1%} ({self.specialists[t]})"
                              for t, v in self.reference.items()))
+
+    def warm_start(self, presets: dict[str, dict]) -> None:
+        """The first trials: the shipped presets that are in the space (so the search starts
+        from them and can only improve on them on the validation split), then every other
+        product of the space once, its parameters sampled (TPE alone can settle on the first
+        method that scores and never look at the others)."""
+        seen = set()
+        for config in presets.values():
+            params = self.space.params_for(config)
+            if params is not None:
+                self.study.enqueue_trial(params, skip_if_exists=True)
+                seen.add(params["product"])
+        for choice in self.space.choices:
+            if choice not in seen:
+                self.study.enqueue_trial({"product": choice})
 
     def recover(self) -> None:
         """Trials left running by a killed search are marked failed without a reason (shown as
@@ -483,7 +495,8 @@ def search(spec: Any, out: str | Path | None = None, *, trials: int | None = Non
     (default ``./llmcombo-search/NAME``); ``trials`` / ``minutes`` / ``workers`` override the
     specification's; ``ray``: run the trials on Ray (``auto``, an address, or ``local`` to start
     one here) instead of this machine; ``resume``: continue the search in ``out``;
-    ``report=False``: stop after the trials (no test split read). ``on_trial(search, number)``
+    ``report=False``: stop after the trials (no test split read, no figures, no report.md: the
+    study, ``best.yaml`` and ``search.json`` only). ``on_trial(search, number)``
     is called after every trial (the dashboard draws its live plot from it).
 
     Every mistake in the specification raises :class:`~llmcombo.errors.UserError` before any

@@ -148,7 +148,8 @@ def _describe(config: dict) -> str:
 
 def write_outputs(run, result, *, started: _dt.datetime, report: bool = True) -> None:
     """Write every output of a finished search into ``result.out``; fills ``result.results`` and
-    ``result.files`` (see the module docstring)."""
+    ``result.files`` (see the module docstring). ``report=False``: the study, the references,
+    ``best.yaml`` and ``search.json`` only (no test split read, no figures)."""
     import time
 
     from llmcombo.configuration import dump_yaml
@@ -187,6 +188,12 @@ def write_outputs(run, result, *, started: _dt.datetime, report: bool = True) ->
                     "description": summary, **_substitute(config, run.mapping)}
             atomic_write(out / fname, dump_yaml(data))
             files.append(out / fname)
+    if not report:  # the study and the choice only: no test split, no figures
+        result.timings["report_s"] = round(time.perf_counter() - t0, 2)
+        meta["timings_s"] = result.timings
+        atomic_write(out / "search.json", json.dumps(meta, indent=2, default=str) + "\n")
+        result.files = files + [out / "search.json"]
+        return
     figures = {"history.png": P.plot_history(result.trials)}
     tasks = [t["name"] for t in doc["tasks"]]
     refs = result.references.copy()
@@ -212,7 +219,7 @@ def write_outputs(run, result, *, started: _dt.datetime, report: bool = True) ->
         save_figure(fig, out / fname)
         files.append(out / fname)
     test_ref = None
-    if report and result.best is not None:
+    if result.best is not None:
         run.log("the test split, read once: the best product beside the parents, presets and "
                 "ensembles")
         result.results, test_ref = _test_frame(run, _test_products(run, result))

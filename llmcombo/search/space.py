@@ -336,6 +336,46 @@ class Space:
                 "sampling": {"temperature": 0.0, "seed": int(self.doc["seed"])}}
         return {"ensemble": {"device": self.doc["device"], "vote": vote}}
 
+    # -- known points ------------------------------------------------------------------------------
+    def params_for(self, config: dict) -> dict | None:
+        """The trial parameters that make (as nearly as the space can) the merge ``config``: a
+        scalar value becomes every gradient point and every filter's value; a parameter the
+        configuration leaves out is left to the sampler. None when the space cannot make it
+        (another method or arrangement)."""
+        from llmcombo.productline import merge_methods
+
+        merge = config.get("merge") or {}
+        method = merge.get("method")
+        layout = self.layouts.get(method)
+        if layout is None or merge.get("base_model") != layout.base or \
+                [m.get("model") for m in merge.get("models") or []] != list(layout.models):
+            return None
+        info = merge_methods()[method]
+        ranges = self.doc["space"].get("ranges") or {}
+        out: dict[str, Any] = {"product": method}
+
+        def put(name: str, p: Any, value: Any) -> None:
+            rng = search_range(method, p.name, p.kind, ranges)
+            if rng is None or not isinstance(value, (int, float)) or isinstance(value, bool):
+                return
+            value = min(max(float(value), rng[0]), rng[1])
+            if p.kind == "int":
+                value = int(round(value))
+            k = int(self.doc["space"]["gradient_points"])
+            for f in [None] + list(self.doc["space"]["filters"]):
+                prefix = name + (f".{f}" if f else "")
+                for key in ([prefix] if k <= 1 else [f"{prefix}.{i}" for i in range(k)]):
+                    out[key] = value
+
+        for m in merge.get("models") or []:
+            for p in info.input_params:
+                if p.name in (m.get("parameters") or {}):
+                    put(f"{method}.{p.name}[{short_name(m['model'])}]", p, m["parameters"][p.name])
+        for p in info.shared_params:
+            if p.name in (merge.get("parameters") or {}):
+                put(f"{method}.{p.name}", p, merge["parameters"][p.name])
+        return out
+
     # -- a trial -----------------------------------------------------------------------------------
     def suggest(self, trial: Any) -> Candidate:
         """The candidate of an Optuna trial (define-by-run: the product first, then its

@@ -4,6 +4,9 @@
 2. run five merges of the two specialists (linear, slerp, task arithmetic, TIES, DARE-TIES) and a
    mixture of experts (hidden-state gates from prompts of each task) with :func:`llmcombo.run.run`,
    cached in ``OUT/models`` by configuration hash;
+   then a product-line search (:func:`llmcombo.search.search`, chosen on the tasks' validation
+   splits; its study is kept in ``OUT/models/search-HASH`` and resumed, so a second run costs
+   nothing): its best merge joins the table as ``search``;
 3. build a vote (both specialists, sampled) and a router (the zoo selector picks the specialist);
 4. evaluate every product, both parents and the base on the held-out split of both tasks
    (accuracy with Wilson intervals; perplexity of the single models on the held-out texts);
@@ -41,6 +44,8 @@ TASKS = ("domotica", "tiempo")
 PARENTS = ("base", "domotica", "tiempo")
 MERGES = ("linear", "slerp", "task_arithmetic", "ties", "dare_ties")
 PRODUCTS = PARENTS + MERGES + ("moe", "vote", "router")
+SEARCH = "search"  # the best merge of the demo's search: a row of the table after the merges
+TABLE_ORDER = PARENTS + MERGES + (SEARCH, "moe", "vote", "router")
 VOTE_TEMPERATURE = 0.7
 VOTE_SAMPLES = 3
 
@@ -57,12 +62,15 @@ class Settings:
     vote_limit: int | None
     routing_limit: int | None
     samples_shown: int = 6
+    search_trials: int = 30
+    search_limit: int | None = 100  # validation prompts per task and trial
 
     @classmethod
     def make(cls, quick: bool) -> "Settings":
         if quick:
-            return cls(True, 40, (0.0, 0.5, 1.0), 40, (1, 3), 40, 40, 4)
-        return cls(False, None, (0.0, 0.25, 0.5, 0.75, 1.0), 100, (1, 2, 3, 5), 100, 100, 6)
+            return cls(True, 40, (0.0, 0.5, 1.0), 40, (1, 3), 40, 40, 4, 6, 30)
+        return cls(False, None, (0.0, 0.25, 0.5, 0.75, 1.0), 100, (1, 2, 3, 5), 100, 100, 6,
+                   30, 100)
 
 
 @dataclass
@@ -97,6 +105,35 @@ def merge_configs() -> dict[str, dict]:
     return cfgs
 
 
+SEARCH_METHODS = ("linear", "slerp", "task_arithmetic", "ties")
+
+
+def search_spec(trials: int, limit: int | None) -> dict:
+    """The demo's search: merges of the two specialists (the four methods of the table with a
+    deterministic result), the worst-case share of each specialist's skill kept on the zoo's
+    validation splits, TPE, seed 0."""
+    evaluation = {"limit": limit} if limit else {}
+    return {"name": "demo-search",
+            "description": "The demo's search for the merge that keeps most of both skills.",
+            "search": {"models": [{"model": "zoo:domotica"}, {"model": "zoo:tiempo"}],
+                       "base_model": "zoo:base",
+                       "tasks": [{"task": t} for t in TASKS], "objective": "worst",
+                       "trials": int(trials), "seed": 0,
+                       "space": {"methods": list(SEARCH_METHODS)}, "evaluation": evaluation}}
+
+
+def run_search_step(settings: "Settings", models_dir: Path, log: Callable[[str], None]):
+    """The demo's search (resumed from ``models_dir`` when it already ran): its result."""
+    from llmcombo.fsutil import config_hash
+    from llmcombo.search import search
+    from llmcombo.search.study import has_study
+
+    spec = search_spec(settings.search_trials, settings.search_limit)
+    out = models_dir / f"search-{config_hash(spec)}"
+    return search(spec, out, resume=has_study(out), report=False,
+                  log=lambda msg: log(f"      {msg}") if msg.startswith("trial") else None)
+
+
 def ensemble_configs(vote_samples: int = VOTE_SAMPLES) -> dict[str, dict]:
     """The vote and the router of the demo."""
     from llmcombo.zoo.experiments import vote_config
@@ -125,7 +162,8 @@ def accuracy_pivot(results):
     """``product x task`` accuracy frame in the demo's product order."""
     acc = results[results["metric"] == "accuracy"]
     piv = acc.pivot_table(index="product", columns="task", values="value", sort=False)
-    order = [p for p in PRODUCTS if p in piv.index] + [p for p in piv.index if p not in PRODUCTS]
+    order = [p for p in TABLE_ORDER if p in piv.index] + [p for p in piv.index
+                                                          if p not in TABLE_ORDER]
     return piv.loc[order]
 
 
@@ -276,7 +314,7 @@ def _run_demo(out: str | os.PathLike, *, quick: bool, log: Callable[[str], None]
                         f"{exc.strerror or exc} ({exc.filename or out})",
                         hint="Give a folder you can write to, e.g. --out llmcombo-demo.") from None
     started = _dt.datetime.now(_dt.timezone.utc)
-    steps = _Steps(9, log)
+    steps = _Steps(10, log)
     tty = stderr_is_terminal()
     run_progress = TqdmProgress() if tty else NullProgress()
     files: list[Path] = []
@@ -302,13 +340,26 @@ def _run_demo(out: str | os.PathLike, *, quick: bool, log: Callable[[str], None]
             folders[name] = run_cached(cfg, models_dir, name=name, progress=run_progress)
             log(f"      {name}: {folders[name].name} ({time.perf_counter() - t0:.1f} s)")
 
-        # 3. products --------------------------------------------------------------------------
-        steps("products", "products: parents, merges, MoE, vote and router")
+        # 3. search ------------------------------------------------------------------------------
+        steps("search", f"search: {settings.search_trials} trials of "
+                        f"{', '.join(SEARCH_METHODS)} (Optuna TPE, chosen on the validation "
+                        "splits, never on the test prompts)")
+        found = run_search_step(settings, models_dir, log)
+        best = found.best_merge or found.best
+        folders[SEARCH] = run_cached({"name": "search-best", **best}, models_dir, name=SEARCH,
+                                     progress=run_progress)
+        log(f"      best: trial {found.best_trial}, {best['merge']['method']} "
+            f"({found.counts.get('complete', 0)} trials measured)")
+
+        # 4. products --------------------------------------------------------------------------
+        steps("products", "products: parents, merges, search, MoE, vote and router")
         products: dict[str, Any] = {n: load_product(f"zoo:{n}") for n in PARENTS}
-        products.update({n: load_product(str(folders[n])) for n in MERGES + ("moe",)})
+        products.update({n: load_product(str(folders[n])) for n in MERGES})
+        products[SEARCH] = load_product(str(folders[SEARCH]))
+        products["moe"] = load_product(str(folders["moe"]))
         products.update({n: load_product(c) for n, c in ensemble_configs().items()})
 
-        # 4. evaluation ----------------------------------------------------------------------
+        # 5. evaluation ----------------------------------------------------------------------
         steps("evaluate", f"evaluate {len(products)} products on {', '.join(TASKS)} "
                           f"({settings.limit or 'all'} held-out prompts per task)")
         rows, shown = [], {}
@@ -321,7 +372,7 @@ def _run_demo(out: str | os.PathLike, *, quick: bool, log: Callable[[str], None]
                 rows.append(ev.accuracy_row(name, task, answers,
                                             [e.expected for e in ds.examples]))
                 shown[(name, task)] = answers[: settings.samples_shown]
-            if name in PARENTS + MERGES + ("moe",):
+            if name in PARENTS + MERGES + (SEARCH, "moe"):
                 from llmcombo.zoo.tasks import format_example
 
                 for task, ds in datasets.items():
@@ -335,14 +386,14 @@ def _run_demo(out: str | os.PathLike, *, quick: bool, log: Callable[[str], None]
         results = ev.frame(rows)
         samples = _samples_frame(datasets, shown, settings.samples_shown)
 
-        # 5. sweep -----------------------------------------------------------------------------
+        # 6. sweep -----------------------------------------------------------------------------
         steps("sweep", f"slerp sweep domotica -> tiempo at t = "
                        f"{', '.join(f'{t:g}' for t in settings.sweep_ts)}")
         sweep = experiments.interpolation_sweep("zoo:domotica", "zoo:tiempo", method="slerp",
                                           ts=settings.sweep_ts, limit=settings.sweep_limit,
                                           cache_dir=models_dir, progress=progress)
 
-        # 6. task vectors and routing ----------------------------------------------------------
+        # 7. task vectors and routing ----------------------------------------------------------
         steps("analysis", "task-vector norms of the specialists; MoE routing shares")
         tv = analysis.task_vector_norms("zoo:base", {"domotica": "zoo:domotica",
                                                   "tiempo": "zoo:tiempo"})
@@ -351,14 +402,14 @@ def _run_demo(out: str | os.PathLike, *, quick: bool, log: Callable[[str], None]
             {t: [e.prompt for e in ev.dataset(t, limit=settings.routing_limit).examples]
              for t in TASKS}, template=format_prompt)
 
-        # 7. vote scaling ----------------------------------------------------------------------
+        # 8. vote scaling ----------------------------------------------------------------------
         steps("vote_scaling", "vote accuracy as N grows (both specialists, "
                               f"samples {', '.join(map(str, settings.vote_samples))} each)")
         votes = experiments.vote_scaling(["zoo:domotica", "zoo:tiempo"], settings.vote_samples,
                                    limit=settings.vote_limit, temperature=VOTE_TEMPERATURE,
                                    seed=0, tie_break="likelihood", progress=progress)
 
-        # 8. figures and files -------------------------------------------------------------------
+        # 9. figures and files -------------------------------------------------------------------
         steps("write", f"write results, figures and report to {out}")
         figures = {
             "accuracy.png": plots.plot_accuracy(results, products=list(products),
@@ -385,12 +436,17 @@ def _run_demo(out: str | os.PathLike, *, quick: bool, log: Callable[[str], None]
                 "zoo": {"dir": str(z.dir), "created": z.manifest.get("created"),
                         "build_seconds": z.manifest.get("build_seconds")},
                 "models": {n: str(f) for n, f in folders.items()},
+                "search": {"trials": int(found.counts.get("complete", 0)),
+                           "failed": int(found.counts.get("failed", 0)),
+                           "best_trial": found.best_trial, "best": best,
+                           "seconds": found.timings.get("search_s"), "study": str(found.out),
+                           "validation_prompts_per_task": settings.search_limit},
                 "ensembles": ensemble_configs()}
         (stage / "demo.json").write_text(json.dumps(meta, indent=2, default=str) + "\n",
                                          encoding="utf-8")
         (stage / "report.md").write_text(_report(results, sweep, votes, routing, samples, meta,
                                                  list(figures)), encoding="utf-8")
-        # 9. publish the staged files --------------------------------------------------------------
+        # 10. publish the staged files --------------------------------------------------------------
         steps("publish", "move the finished files into place")
         for f in sorted(stage.iterdir()):
             os.replace(f, out / f.name)
@@ -468,6 +524,25 @@ def _report(results, sweep, votes, routing, samples, meta, figures) -> str:
         verdict = ("keeps both (>= 90 % of each specialist)" if min(k.values()) >= 0.9 else
                    "loses part of a skill" if min(k.values()) >= 0.5 else "loses a skill")
         lines.append(f"- **{prod}**: {vals} of the specialists' accuracy: {verdict}.")
+    search = meta.get("search")
+    if search:
+        m = search["best"]["merge"]
+        lines += [
+            "",
+            "## The search",
+            "",
+            f"`search` is the best of {search['trials']} merges of the specialists "
+            f"({', '.join(SEARCH_METHODS)}) that a product-line search tried (`llmcombo search`: "
+            "Optuna's TPE over each method's parameters in their feature-model domains), chosen "
+            "by the smallest share of a specialist's skill it keeps on the tasks' *validation* "
+            f"prompts ({search['validation_prompts_per_task'] or 'all'} per task); the table "
+            f"above measures it on the held-out test prompts, like every other product. Trial "
+            f"{search['best_trial']}, {m['method']}:",
+            "",
+            "```yaml",
+            _yaml(search["best"]).rstrip(),
+            "```",
+        ]
     lines += [
         "",
         "## Slerp sweep between the specialists",
@@ -532,6 +607,12 @@ def _report(results, sweep, votes, routing, samples, meta, figures) -> str:
     return "\n".join(lines)
 
 
+def _yaml(data) -> str:
+    from llmcombo.configuration import dump_yaml
+
+    return dump_yaml(data)
+
+
 def _first(meta, key: str, n: int | None = None) -> str:
     """'the first 100 held-out prompts' / 'all held-out prompts' for a settings limit."""
     limit = meta["settings"].get(key)
@@ -560,5 +641,5 @@ def _samples_markdown(samples) -> str:
     return "\n".join(out)
 
 
-__all__ = ["DEFAULT_OUT", "DemoResult", "PRODUCTS", "Settings", "accuracy_table",
+__all__ = ["DEFAULT_OUT", "DemoResult", "PRODUCTS", "SEARCH", "Settings", "accuracy_table",
            "ensemble_configs", "merge_configs", "run_demo", "skills_kept"]
