@@ -222,7 +222,7 @@ class SearchPanel:
         self._on_change(None)
 
     @classmethod
-    def for_app(cls, app: Any) -> "SearchPanel":
+    def for_app(cls, app: Any) -> SearchPanel:
         """The panel of the dashboard ``app``: results under its output folder; "Open the best in
         Configure" loads the configuration into its form and shows the Configure tab."""
 

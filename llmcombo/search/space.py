@@ -340,8 +340,8 @@ class Space:
     def params_for(self, config: dict) -> dict | None:
         """The trial parameters that make (as nearly as the space can) the merge ``config``: a
         scalar value becomes every gradient point and every filter's value; a parameter the
-        configuration leaves out is left to the sampler. None when the space cannot make it
-        (another method or arrangement)."""
+        configuration leaves out takes mergekit's default (a required one is left to the
+        sampler). None when the space cannot make it (another method or arrangement)."""
         from llmcombo.productline import merge_methods
 
         merge = config.get("merge") or {}
@@ -367,13 +367,17 @@ class Space:
                 for key in ([prefix] if k <= 1 else [f"{prefix}.{i}" for i in range(k)]):
                     out[key] = value
 
+        shared = merge.get("parameters") or {}
         for m in merge.get("models") or []:
+            given = m.get("parameters") or {}
             for p in info.input_params:
-                if p.name in (m.get("parameters") or {}):
-                    put(f"{method}.{p.name}[{short_name(m['model'])}]", p, m["parameters"][p.name])
+                value = given.get(p.name, shared.get(p.name, p.default))
+                if value is not None:
+                    put(f"{method}.{p.name}[{short_name(m['model'])}]", p, value)
         for p in info.shared_params:
-            if p.name in (merge.get("parameters") or {}):
-                put(f"{method}.{p.name}", p, merge["parameters"][p.name])
+            value = shared.get(p.name, p.default)
+            if value is not None:
+                put(f"{method}.{p.name}", p, value)
         return out
 
     # -- a trial -----------------------------------------------------------------------------------

@@ -112,10 +112,11 @@ def make_sampler(doc: dict, n_before: int):
         if name == "nsga2":
             pop = max(4, min(50, doc["trials"] // 3))
             return optuna.samplers.NSGAIISampler(seed=seed, population_size=pop)
-        # multivariate TPE whose joint densities are split by the conditional space (one group
-        # per product: each merge method's parameters, the vote's, the router's)
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
-                                          constant_liar=True,
+        # independent TPE: each parameter's density from the trials that have it, sampled only
+        # when the trial's product uses it. (Multivariate TPE with group decomposition samples
+        # every product's parameters at every ask: 6-10x the sampling time with the 19 methods
+        # of mergekit 0.1.5, over 10 % of a trial after a few hundred trials.)
+        return optuna.samplers.TPESampler(seed=seed, multivariate=False, constant_liar=True,
                                           n_startup_trials=min(10, max(2, doc["trials"] // 5)))
 
 

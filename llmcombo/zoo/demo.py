@@ -122,7 +122,7 @@ def search_spec(trials: int, limit: int | None) -> dict:
                        "space": {"methods": list(SEARCH_METHODS)}, "evaluation": evaluation}}
 
 
-def run_search_step(settings: "Settings", models_dir: Path, log: Callable[[str], None]):
+def run_search_step(settings: Settings, models_dir: Path, log: Callable[[str], None]):
     """The demo's search (resumed from ``models_dir`` when it already ran): its result."""
     from llmcombo.fsutil import config_hash
     from llmcombo.search import search
