@@ -293,6 +293,10 @@ class SearchRun:
                                 hint="Check that the parents load and answer (llmcombo ask).")
             self.reference[t.name] = best_acc
             self.specialists[t.name] = best
+        for task, v in self.reference.items():
+            if v <= 0:
+                self.log(f"no parent answers {task} (0 % on its validation split): it cannot "
+                         "count in the share of skill kept")
         if all(v <= 0 for v in self.reference.values()):
             raise UserError("every parent scores 0 on every task's validation split, so there is "
                             "no skill to keep.",
@@ -351,7 +355,7 @@ class SearchRun:
 
     def recover(self) -> None:
         """Trials left running by a killed search are marked failed without a reason (shown as
-        *interrupted*, not counted against the budget) and asked again first, with the same
+        *interrupted*, not counted against the budget) and queued again with the same
         parameters: when their product had been measured, the cache answers at once."""
         from optuna.trial import TrialState
 
@@ -424,7 +428,9 @@ class SearchRun:
         t_start = time.perf_counter()
         deadline = t_start + 60 * minutes if minutes else math.inf
         done0 = S.counted(self.study)
-        self.progress.start(target, "search")
+        # with a time budget the number of trials is not known in advance: a count, no estimate
+        self.progress.start(None if minutes else target,
+                            f"search ({minutes:g} min)" if minutes else "search")
         self.progress.update(min(done0, target))
         try:
             while True:

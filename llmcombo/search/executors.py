@@ -55,6 +55,8 @@ _WORKER: Any = None
 
 def _init_worker(payload: dict) -> None:
     global _WORKER
+    if payload.get("threads"):  # before torch is imported here: OpenMP reads it once (as Ray
+        os.environ.setdefault("OMP_NUM_THREADS", str(payload["threads"]))  # does for its actors)
     from llmcombo.search.worker import Worker
 
     _WORKER = Worker(payload)
