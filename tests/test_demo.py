@@ -107,12 +107,12 @@ def test_quick_demo_figures_and_report(demo_run):
 def test_quick_demo_models_are_cached_outside_version_control(demo_run):
     out, _ = demo_run
     models = out / "models"
-    folders = [p for p in models.iterdir() if p.is_dir() and not p.name.startswith("search-")]
+    folders = [p for p in models.iterdir() if p.is_dir() and "search-study" not in p.name]
     built = sorted(p.name.rsplit("-", 1)[0] for p in folders)
     # the five merges, the search's best, the MoE and the three sweep points, each a model
     assert [b for b in built if not b.startswith("sweep")] == sorted(D.MERGES + ("moe", "search"))
     assert all((p / "config.json").is_file() for p in folders)
-    (study,) = [p for p in models.iterdir() if p.name.startswith("search-")]  # resumable cache
+    (study,) = models.glob("search-study-*")  # the search's study: resumed by the next run
     assert (study / "study.journal").is_file() and (study / "study.csv").is_file()
     assert (models / ".gitignore").read_text().splitlines()[-1] == "*"
     # result files are readable by others, like any file the user writes (not 0600 temp files)

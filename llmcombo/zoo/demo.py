@@ -5,7 +5,7 @@
    mixture of experts (hidden-state gates from prompts of each task) with :func:`llmcombo.run.run`,
    cached in ``OUT/models`` by configuration hash;
    then a product-line search (:func:`llmcombo.search.search`, chosen on the tasks' validation
-   splits; its study is kept in ``OUT/models/search-HASH`` and resumed, so a second run costs
+   splits; its study is kept in ``OUT/models/search-study-HASH`` and resumed, so a second run costs
    nothing): its best merge joins the table as ``search``;
 3. build a vote (both specialists, sampled) and a router (the zoo selector picks the specialist);
 4. evaluate every product, both parents and the base on the held-out split of both tasks
@@ -129,7 +129,7 @@ def run_search_step(settings: Settings, models_dir: Path, log: Callable[[str], N
     from llmcombo.search.study import has_study
 
     spec = search_spec(settings.search_trials, settings.search_limit)
-    out = models_dir / f"search-{config_hash(spec)}"
+    out = models_dir / f"search-study-{config_hash(spec)}"
     return search(spec, out, resume=has_study(out), report=False,
                   log=lambda msg: log(f"      {msg}") if msg.startswith("trial") else None)
 
@@ -562,7 +562,7 @@ def _report(results, sweep, votes, routing, samples, meta, figures) -> str:
         "measures the prompt words and is no proxy for task accuracy.",
         "",
         _small_table(results[results["metric"] == "perplexity"], "product", fmt="{:.1f}",
-                     order=[p for p in PRODUCTS if p in set(results["product"])]),
+                     order=[p for p in TABLE_ORDER if p in set(results["product"])]),
         "",
         "## What fine-tuning changed",
         "",
