@@ -53,7 +53,6 @@ class SearchModel:
         self.trials_frame: Any = None
         self.references: Any = None
         self.result: Any = None
-        self._run: Any = None
 
     # -- the specification ------------------------------------------------------------------------
     def spec(self) -> dict:
@@ -105,7 +104,6 @@ class SearchModel:
         return self.job.run(work, background=background)
 
     def _on_trial(self, run: Any, number: int) -> None:
-        self._run = run
         self.trials_frame = run.trials()
         self.references = run.reference_frame
 
@@ -143,13 +141,14 @@ class SearchModel:
         return self.result.best if self.result is not None else None
 
     def open_best(self) -> bool:
-        """Hand the best configuration to ``on_open`` (Configure); False when there is none."""
+        """Hand the best configuration (``best.yaml``, as written: name, description saying
+        where it comes from, local folders absolute) to ``on_open`` (Configure); False when
+        there is none."""
         if self.best is None or self.on_open is None:
             return False
-        from llmcombo.search.driver import _substitute
+        from llmcombo.configuration import read_yaml_file
 
-        config = _substitute(self.best, self._run.mapping if self._run is not None else {})
-        self.on_open({"name": f"{self.name}-best", **config})
+        self.on_open(dict(read_yaml_file(self.result.out / "best.yaml")))  # what was written
         return True
 
 
@@ -175,9 +174,10 @@ class SearchPanel:
                                       layout=W.Layout(width="180px"))
         self.objective = W.Dropdown(options=OBJECTIVES, value=model.objective,
                                     description="Objective", layout=W.Layout(width="220px"))
-        self.vote = W.Checkbox(value="vote" in model.ensembles, description="vote", indent=False)
+        self.vote = W.Checkbox(value="vote" in model.ensembles, description="vote", indent=False,
+                               layout=W.Layout(width="auto"))
         self.router = W.Checkbox(value="router" in model.ensembles, description="router",
-                                 indent=False)
+                                 indent=False, layout=W.Layout(width="auto"))
         for w, cls in ((self.parents, "parents"), (self.base, "base"), (self.tasks, "tasks"),
                        (self.trials, "trials"), (self.minutes, "minutes"),
                        (self.limit, "limit"), (self.objective, "objective")):
@@ -301,11 +301,15 @@ class SearchPanel:
                                  f"{job.seconds or 0:.0f} s: {r.counts.get('complete', 0)} "
                                  f"trials measured; results in {html.escape(str(r.out))}</span>")
             if r.results is not None:
-                from llmcombo.search.report import results_table
+                from llmcombo.search.report import results_rows
 
-                self.table.value = ("<b>On the test split</b><pre style='font-size:11px'>"
-                                    + html.escape(results_table(r.results, markdown=False))
-                                    + "</pre>")
+                header, rows = results_rows(r.results)
+                head = "".join(f"<th style='padding:0 8px'>{html.escape(h)}</th>" for h in header)
+                body = "".join("<tr>" + "".join(f"<td style='padding:0 8px'>{html.escape(c)}</td>"
+                                                for c in row) + "</tr>" for row in rows)
+                self.table.value = ("<b>On the test split</b> <span class='llmcombo-help'>(read "
+                                    "once, after the search)</span><table style='font-size:12px'>"
+                                    f"<tr>{head}</tr>{body}</table>")
             self.open_btn.disabled = self.model.best is None
         elif job.status in (FAILED, CANCELLED):
             self.bar.bar_style = "danger"

@@ -60,11 +60,9 @@ def _pct(v: Any) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.1%}"
 
 
-def results_table(results, markdown: bool = True) -> str:
-    """The test results as a table: one row per product, accuracy [95 % CI] per task, the
-    smallest share of a parent's skill kept, models per answer."""
-    if results is None or results.empty:
-        return "(no results)"
+def results_rows(results) -> tuple[list[str], list[list[str]]]:
+    """``(header, rows)`` of the test table: one row per product, accuracy [95 % CI] per task,
+    the smallest share of a parent's skill kept, models per answer."""
     tasks = list(dict.fromkeys(results["task"]))
     header = ["product", "role"] + [f"{t} [95% CI]" for t in tasks] + ["n/task", "skill kept (min)",
                                                                        "models"]
@@ -84,6 +82,14 @@ def results_table(results, markdown: bool = True) -> str:
         cells.append(str(int(g["models"].iloc[0])) if "models" in g and
                      not math.isnan(g["models"].iloc[0]) else "-")
         lines.append(cells)
+    return header, lines
+
+
+def results_table(results, markdown: bool = True) -> str:
+    """The test results as a table (Markdown, or aligned text): see :func:`results_rows`."""
+    if results is None or results.empty:
+        return "(no results)"
+    header, lines = results_rows(results)
     if markdown:
         out = ["| " + " | ".join(header) + " |",
                "|" + "|".join(["---", "---"] + ["---:"] * (len(header) - 2)) + "|"]
@@ -304,4 +310,4 @@ def _report_md(run, result, meta, figures) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["preset_configs", "results_table", "write_outputs"]
+__all__ = ["preset_configs", "results_rows", "results_table", "write_outputs"]
