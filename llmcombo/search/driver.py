@@ -203,7 +203,7 @@ class SearchRun:
 
     # -- running products -------------------------------------------------------------------------
     def job(self, kind: str, config: dict, split: str, name: str = "") -> dict:
-        return {"kind": kind, "config": _substitute(config, self.mapping), "split": split,
+        return {"kind": kind, "config": self.portable(config), "split": split,
                 "name": name, "hash": config_hash(config)}
 
     def measure(self, items: list[tuple[str, str, dict]], split: str) -> dict[str, dict]:
@@ -258,7 +258,7 @@ class SearchRun:
             self.study.set_user_attr("spec_hash", spec_hash(doc))
             self.study.set_user_attr("spec", json.loads(json.dumps(doc, default=str)))
         self.tasks = load_tasks(doc)
-        payload = {"doc": _substitute(doc, self.mapping), "threads": 1,
+        payload = {"doc": self.portable(doc), "threads": 1,
                    "tasks": {t.name: {"validation": [(e.prompt, e.expected) for e in t.validation],
                                       "test": [(e.prompt, e.expected) for e in t.test]}
                              for t in self.tasks}}
@@ -478,6 +478,11 @@ class SearchRun:
                 self.on_trial(self, number)
             except Exception as exc:  # a broken listener must not stop the search
                 self.log(f"(a progress listener failed: {exc})")
+
+    def portable(self, config: dict) -> dict:
+        """``config`` with local model folders written absolute (zoo: and hub ids as written):
+        what loads from any folder, any process, any machine that has the same paths."""
+        return _substitute(config, self.mapping)
 
     def trials(self):
         """The study so far as a tidy frame (:func:`llmcombo.search.study.trials_frame`)."""

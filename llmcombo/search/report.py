@@ -162,7 +162,6 @@ def write_outputs(run, result, *, started: _dt.datetime, report: bool = True) ->
     from llmcombo.evaluate import save_results
     from llmcombo.plots import save_figure
     from llmcombo.search import plots as P
-    from llmcombo.search.driver import _substitute
     from llmcombo.sysinfo import machine, versions
 
     t0 = time.perf_counter()
@@ -191,7 +190,7 @@ def write_outputs(run, result, *, started: _dt.datetime, report: bool = True) ->
             if config is None or (fname == "best_merge.yaml" and config == result.best):
                 continue
             data = {"name": f"{doc['name']}-{fname[:-5].replace('_', '-')}",
-                    "description": summary, **_substitute(config, run.mapping)}
+                    "description": summary, **run.portable(config)}
             atomic_write(out / fname, dump_yaml(data))
             files.append(out / fname)
     if not report:  # the study and the choice only: no test split, no figures

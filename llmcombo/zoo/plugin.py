@@ -15,7 +15,7 @@ modelref.register_scheme(modelref.Scheme(
     missing_hint="The zoo ships with llmcombo; if LLMCOMBO_ZOO_DIR points elsewhere, build that "
                  "zoo with `llmcombo zoo build DIR` (a few minutes) or unset LLMCOMBO_ZOO_DIR."))
 
-for _name in T.TASK_NAMES:
+for _name in T.TASK_NAMES:  # splits: train, validation (what a search tunes on), test
     register_task(_name, lambda split, n=_name: T.get_task(n).split(split))
 
 register_output(Output("command", "a command (zoo task format: text after [COMANDO], upper-cased)",
