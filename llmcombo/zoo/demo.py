@@ -68,7 +68,7 @@ class Settings:
     @classmethod
     def make(cls, quick: bool) -> "Settings":
         if quick:
-            return cls(True, 40, (0.0, 0.5, 1.0), 40, (1, 3), 40, 40, 4, 6, 30)
+            return cls(True, 40, (0.0, 0.5, 1.0), 40, (1, 3), 40, 40, 4, 10, 30)
         return cls(False, None, (0.0, 0.25, 0.5, 0.75, 1.0), 100, (1, 2, 3, 5), 100, 100, 6,
                    30, 100)
 
@@ -105,13 +105,14 @@ def merge_configs() -> dict[str, dict]:
     return cfgs
 
 
-SEARCH_METHODS = ("linear", "slerp", "task_arithmetic", "ties")
+SEARCH_METHODS = ("linear", "slerp", "task_arithmetic", "ties", "nuslerp")
 
 
 def search_spec(trials: int, limit: int | None) -> dict:
-    """The demo's search: merges of the two specialists (the four methods of the table with a
-    deterministic result), the worst-case share of each specialist's skill kept on the zoo's
-    validation splits, TPE, seed 0."""
+    """The demo's search: merges of the two specialists (the table's methods that draw no random
+    masks, and NuSLERP: spherical interpolation of both task vectors from the base), the
+    worst-case share of each specialist's skill kept on the zoo's validation splits, TPE,
+    seed 0."""
     evaluation = {"limit": limit} if limit else {}
     return {"name": "demo-search",
             "description": "The demo's search for the merge that keeps most of both skills.",
