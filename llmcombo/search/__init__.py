@@ -42,8 +42,6 @@ def search(spec: Any, out: Any = None, **kwargs: Any):
     return _search(spec, out, **kwargs)
 
 
-search.__doc__ = """Run a product-line search; see :func:`llmcombo.search.driver.search`."""
-
 
 class _CallableModule(types.ModuleType):
     """``llmcombo.search`` is both this package and the function :func:`search`."""

@@ -105,36 +105,6 @@ def merge_configs() -> dict[str, dict]:
     return cfgs
 
 
-SEARCH_METHODS = ("linear", "slerp", "task_arithmetic", "ties", "nuslerp")
-
-
-def search_spec(trials: int, limit: int | None) -> dict:
-    """The demo's search: merges of the two specialists (the table's methods that draw no random
-    masks, and NuSLERP: spherical interpolation of both task vectors from the base), the
-    worst-case share of each specialist's skill kept on the zoo's validation splits, TPE,
-    seed 0."""
-    evaluation = {"limit": limit} if limit else {}
-    return {"name": "demo-search",
-            "description": "The demo's search for the merge that keeps most of both skills.",
-            "search": {"models": [{"model": "zoo:domotica"}, {"model": "zoo:tiempo"}],
-                       "base_model": "zoo:base",
-                       "tasks": [{"task": t} for t in TASKS], "objective": "worst",
-                       "trials": int(trials), "seed": 0,
-                       "space": {"methods": list(SEARCH_METHODS)}, "evaluation": evaluation}}
-
-
-def run_search_step(settings: Settings, models_dir: Path, log: Callable[[str], None]):
-    """The demo's search (resumed from ``models_dir`` when it already ran): its result."""
-    from llmcombo.fsutil import config_hash
-    from llmcombo.search import search
-    from llmcombo.search.study import has_study
-
-    spec = search_spec(settings.search_trials, settings.search_limit)
-    out = models_dir / f"search-study-{config_hash(spec)}"
-    return search(spec, out, resume=has_study(out), report=False,
-                  log=lambda msg: log(f"      {msg}") if msg.startswith("trial") else None)
-
-
 def ensemble_configs(vote_samples: int = VOTE_SAMPLES) -> dict[str, dict]:
     """The vote and the router of the demo."""
     from llmcombo.zoo.experiments import vote_config
@@ -343,9 +313,10 @@ def _run_demo(out: str | os.PathLike, *, quick: bool, log: Callable[[str], None]
 
         # 3. search ------------------------------------------------------------------------------
         steps("search", f"search: {settings.search_trials} trials of "
-                        f"{', '.join(SEARCH_METHODS)} (Optuna TPE, chosen on the validation "
-                        "splits, never on the test prompts)")
-        found = run_search_step(settings, models_dir, log)
+                        f"{', '.join(experiments.SEARCH_METHODS)} (Optuna TPE, chosen on the "
+                        "validation splits, never on the test prompts)")
+        found = experiments.demo_search(settings.search_trials, settings.search_limit,
+                                        models_dir, log)
         best = found.best_merge or found.best
         folders[SEARCH] = run_cached({"name": "search-best", **best}, models_dir, name=SEARCH,
                                      progress=run_progress)
@@ -355,9 +326,7 @@ def _run_demo(out: str | os.PathLike, *, quick: bool, log: Callable[[str], None]
         # 4. products --------------------------------------------------------------------------
         steps("products", "products: parents, merges, search, MoE, vote and router")
         products: dict[str, Any] = {n: load_product(f"zoo:{n}") for n in PARENTS}
-        products.update({n: load_product(str(folders[n])) for n in MERGES})
-        products[SEARCH] = load_product(str(folders[SEARCH]))
-        products["moe"] = load_product(str(folders["moe"]))
+        products.update({n: load_product(str(folders[n])) for n in MERGES + (SEARCH, "moe")})
         products.update({n: load_product(c) for n, c in ensemble_configs().items()})
 
         # 5. evaluation ----------------------------------------------------------------------
@@ -437,11 +406,7 @@ def _run_demo(out: str | os.PathLike, *, quick: bool, log: Callable[[str], None]
                 "zoo": {"dir": str(z.dir), "created": z.manifest.get("created"),
                         "build_seconds": z.manifest.get("build_seconds")},
                 "models": {n: str(f) for n, f in folders.items()},
-                "search": {"trials": int(found.counts.get("complete", 0)),
-                           "failed": int(found.counts.get("failed", 0)),
-                           "best_trial": found.best_trial, "best": best,
-                           "seconds": found.timings.get("search_s"), "study": str(found.out),
-                           "validation_prompts_per_task": settings.search_limit},
+                "search": experiments.search_meta(found, settings.search_limit),
                 "ensembles": ensemble_configs()}
         (stage / "demo.json").write_text(json.dumps(meta, indent=2, default=str) + "\n",
                                          encoding="utf-8")
@@ -525,25 +490,10 @@ def _report(results, sweep, votes, routing, samples, meta, figures) -> str:
         verdict = ("keeps both (>= 90 % of each specialist)" if min(k.values()) >= 0.9 else
                    "loses part of a skill" if min(k.values()) >= 0.5 else "loses a skill")
         lines.append(f"- **{prod}**: {vals} of the specialists' accuracy: {verdict}.")
-    search = meta.get("search")
-    if search:
-        m = search["best"]["merge"]
-        lines += [
-            "",
-            "## The search",
-            "",
-            f"`search` is the best of {search['trials']} merges of the specialists "
-            f"({', '.join(SEARCH_METHODS)}) that a product-line search tried (`llmcombo search`: "
-            "Optuna's TPE over each method's parameters in their feature-model domains), chosen "
-            "by the smallest share of a specialist's skill it keeps on the tasks' *validation* "
-            f"prompts ({search['validation_prompts_per_task'] or 'all'} per task); the table "
-            f"above measures it on the held-out test prompts, like every other product. Trial "
-            f"{search['best_trial']}, {m['method']}:",
-            "",
-            "```yaml",
-            _yaml(search["best"]).rstrip(),
-            "```",
-        ]
+    if meta.get("search"):
+        from llmcombo.zoo.experiments import search_section
+
+        lines += ["", *search_section(meta["search"])]
     lines += [
         "",
         "## Slerp sweep between the specialists",
@@ -606,12 +556,6 @@ def _report(results, sweep, votes, routing, samples, meta, figures) -> str:
                   "sweep.csv, vote_scaling.csv, task_vectors.csv, moe_routing.csv, samples.csv, "
                   "demo.json.", ""]
     return "\n".join(lines)
-
-
-def _yaml(data) -> str:
-    from llmcombo.configuration import dump_yaml
-
-    return dump_yaml(data)
 
 
 def _first(meta, key: str, n: int | None = None) -> str:
