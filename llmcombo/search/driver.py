@@ -199,7 +199,7 @@ class SearchRun:
         self.cache = ResultCache(out / CACHE_DIR)
         self.timings: dict[str, float] = {}
         self.counts = {"complete": 0, "failed": 0, "infeasible": 0, "cached": 0}
-        self.executor = None
+        self.executor: Any = None
 
     # -- running products -------------------------------------------------------------------------
     def job(self, kind: str, config: dict, split: str, name: str = "") -> dict:
@@ -395,7 +395,7 @@ class SearchRun:
         self.counts["complete"] += 1
         self.counts["cached"] += int(cached)
 
-    def _ask(self) -> tuple[Any, Candidate, float] | None:
+    def _ask(self) -> tuple[Any, Candidate, float]:
         from optuna.trial import TrialState
 
         streak = 0
@@ -456,6 +456,7 @@ class SearchRun:
                     was_cached = key not in fresh
                     fresh.discard(key)  # the same product twice in a batch: measured once
                     res = results.get(key) or self.cache.get(key)
+                    assert res is not None  # measured in this batch, or cached before it
                     self._tell(trial, cand.config, res, driver_s=drive, batch_s=batch_s,
                                cached=was_cached)
                     self._report_trial(trial.number, cand, res, drive + time.perf_counter() - t1)

@@ -74,7 +74,7 @@ class LocalPool:
 
     def __init__(self, payload: dict, workers: int):
         self.payload, self.workers = payload, int(workers)
-        self._pool = None
+        self._pool: Any = None
         self._start()
 
     def _start(self) -> None:

@@ -346,6 +346,8 @@ class Space:
 
         merge = config.get("merge") or {}
         method = merge.get("method")
+        if not isinstance(method, str):
+            return None
         layout = self.layouts.get(method)
         if layout is None or merge.get("base_model") != layout.base or \
                 [m.get("model") for m in merge.get("models") or []] != list(layout.models):

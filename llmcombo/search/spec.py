@@ -261,8 +261,9 @@ def _check_space(body: dict, data: dict) -> list[Issue]:
     from llmcombo.search.space import ENSEMBLES, applicable_methods
 
     issues: list[Issue] = []
-    refs = [m.get("model") for m in as_list(body.get("models")) if isinstance(m, dict)]
-    if any(not isinstance(r, str) for r in refs) or len(refs) < 2:
+    raw = [m.get("model") for m in as_list(body.get("models")) if isinstance(m, dict)]
+    refs = [r for r in raw if isinstance(r, str)]
+    if len(refs) != len(raw) or len(refs) < 2:
         return issues
     base = body.get("base_model") if isinstance(body.get("base_model"), str) else None
     dupes = sorted({r for r in refs if refs.count(r) > 1})

@@ -32,7 +32,7 @@ def objective_names(doc: dict) -> list[str]:
     return names
 
 
-def directions(doc: dict) -> list[str]:
+def directions(doc: dict) -> list[Any]:
     if doc["objective"] != "pareto":
         return ["maximize"]
     return ["maximize"] * len(doc["tasks"]) + (["minimize"] if doc["cost"] != "none" else [])
