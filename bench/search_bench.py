@@ -102,9 +102,8 @@ def goal(args) -> None:
 
 
 def overhead(args) -> None:
-    from llmcombo.search import search
-
     from llmcombo.engine import inmemory
+    from llmcombo.search import search
 
     rows = []
     in_memory = inmemory.unsupported_reason
