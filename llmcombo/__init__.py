@@ -27,6 +27,7 @@ _FUNCTIONS = {
     "load_product": "llmcombo.ensemble",
     "make_plan": "llmcombo.plan",
     "export_gguf": "llmcombo.gguf",
+    "search": "llmcombo.search",  # the package is callable too: llmcombo.search(spec, ...)
 }
 _MODULES = {"analysis", "api", "configuration", "datasets", "engine", "errors", "ensemble", "gguf",
             "evaluate", "featuremodel", "fsutil", "generate", "hub", "importer", "modelref",

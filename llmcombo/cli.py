@@ -451,6 +451,43 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# search  (llmcombo.search: product-line search with Optuna, locally or on Ray)
+# ---------------------------------------------------------------------------------------------
+
+
+def _args_search(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", help="a search specification (YAML with a search: key)")
+    p.add_argument("--out", help="folder for the study, study.csv, best.yaml, plots and report.md "
+                                 "(default ./llmcombo-search/NAME)")
+    p.add_argument("--trials", type=int, help="how many products to try (overrides the spec)")
+    p.add_argument("--minutes", type=float, help="stop starting trials after this many minutes")
+    p.add_argument("--workers", type=int, help="trials at once (processes, or Ray workers)")
+    p.add_argument("--ray", nargs="?", const="auto", metavar="auto|ADDRESS",
+                   help="run the trials on a Ray cluster: auto (the one on this machine), an "
+                        "address (ray://host:10001), or local (start one here); needs "
+                        "pip install 'llmcombo[search]'")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the search in --out (a killed search loses at most the trial "
+                        "that was running)")
+
+
+@command("search", "find the best combination: merges (and ensembles) searched with Optuna, "
+                   "chosen on validation, reported on test", _args_search)
+def cmd_search(args: argparse.Namespace) -> int:
+    from llmcombo.progress import default_progress
+    from llmcombo.search import search
+
+    progress = default_progress()
+    result = search(args.spec, args.out, trials=args.trials, minutes=args.minutes,
+                    workers=args.workers, ray=args.ray, resume=args.resume, progress=progress,
+                    log=progress.log)
+    print(result.table())
+    _err(f"wrote {len(result.files)} files to {result.out} (report.md, best.yaml, study.csv, "
+         f"plots) in {result.timings.get('total_s', 0):.0f} s")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:

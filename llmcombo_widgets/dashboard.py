@@ -243,3 +243,12 @@ __all__ = [
     "GETTING_STARTED", "App", "EvaluatePanel", "PlaygroundPanel", "PublishPanel", "RunPanel",
     "SaveBox", "WidgetProgress", "dashboard", "getting_started_html", "register_tab", "zoo_status",
 ]
+
+
+def _search_tab(app):  # its own module: llmcombo_widgets.search_panel
+    from llmcombo_widgets.search_panel import SearchPanel
+
+    return SearchPanel.for_app(app)
+
+
+register_tab("Search", _search_tab)

@@ -1,4 +1,4 @@
-"""Write the tutorial notebooks (01-05) from the cell lists below, without outputs.
+"""Write the tutorial notebooks (01-06) from the cell lists below, without outputs.
 
     python notebooks/_make.py          # rewrite every tutorial notebook
     python notebooks/_make.py --check  # exit 1 when a committed notebook differs from this file
@@ -784,6 +784,149 @@ assert {"Evaluate", "Publish"} <= set(app.TABS)"""),
 
 
 # ---------------------------------------------------------------------------------------------
+# 06 search
+# ---------------------------------------------------------------------------------------------
+
+SEARCH = head(
+    "Search: find the best combination of two specialists",
+    """\
+The presets of notebook 02 are guesses: TIES at density 0.5 keeps home automation and loses the
+weather. A **search** tries many products of the feature model (every merge method of the
+installed mergekit that applies to the parents, each parameter over its domain; optionally
+votes and routers) and keeps the one that loses least of either skill. It is honest by
+construction: every trial is measured on the tasks' **validation** prompts, the choice is made
+there, and the **test** prompts are read once, at the end, for the report. Optuna picks the
+trials (TPE by default; CMA-ES and NSGA-II too); Ray runs them on a cluster when one machine is
+not enough (`llmcombo search SPEC --ray auto`). A few minutes on a CPU.""", "06_search", 40) + [
+    ("md", """\
+## 1. The specification
+
+A search is a configuration like any other (`search:`), validated by the feature model: here the
+two zoo specialists on their base, both zoo tasks, the worst-case share of each specialist's
+skill kept as the objective, a budget of trials. As YAML it is what `llmcombo search SPEC`
+reads."""),
+    ("code", """\
+from llmcombo.configuration import dump_yaml
+
+spec = {"name": "two-skills", "search": {
+    "models": [{"model": "zoo:domotica"}, {"model": "zoo:tiempo"}],
+    "base_model": "zoo:base",
+    "tasks": [{"task": "domotica"}, {"task": "tiempo"}],
+    "objective": "worst", "trials": 14, "seed": 0,
+    "space": {"methods": ["linear", "slerp", "task_arithmetic", "ties"], "ensembles": ["vote"]},
+    # validation prompts per task and trial; test prompts per task, read once for the report
+    "evaluation": {"limit": 40, "test_limit": 100}}}
+print(dump_yaml(spec))
+issues = llmcombo.validate(spec)
+assert not [i for i in issues if i.is_error], issues"""),
+    ("md", """\
+A mistake is one clear message naming the field, before anything runs (the same in the CLI and
+the dashboard's form):"""),
+    ("code", """\
+import copy
+
+bad = copy.deepcopy(spec)
+bad["search"]["trials"] = 0
+bad["search"]["space"]["methods"] = ["ties", "passthrough", "tiez"]
+for issue in llmcombo.validate(bad):
+    print(issue.format())
+paths = {i.path for i in llmcombo.validate(bad) if i.is_error}
+assert paths == {"search.trials", "search.space.methods[1]", "search.space.methods[2]"}"""),
+    ("md", """\
+## 2. The space comes from the feature model
+
+Which merge methods apply to these parents is decided by validating the configuration each
+would make, not by a list: passthrough copies one model per slice, Model Stock needs three
+inputs (with the base it has them)."""),
+    ("code", """\
+from llmcombo.search.space import applicable_methods
+
+applies, why_not = applicable_methods(["zoo:domotica", "zoo:tiempo"], "zoo:base")
+print("applies:", ", ".join(applies))
+for method, reason in why_not.items():
+    print(f"not {method}: {reason}")
+assert {"ties", "task_arithmetic", "slerp", "linear", "model_stock"} <= set(applies)
+assert "passthrough" in why_not"""),
+    ("md", """\
+## 3. Run it
+
+The first trials are the shipped presets that are in the space (the search starts from them),
+then each other product once, then TPE. Merges are computed in memory (no model folder per
+trial); the same product twice is measured once."""),
+    ("code", """\
+result = llmcombo.search(spec, WORK / "search", log=print)
+trials = result.trials
+display(trials[["trial", "state", "method", "value", "acc:domotica", "acc:tiempo",
+                "merge_s", "eval_s"]].round(3))
+assert (trials["state"] == "complete").sum() == 14
+assert set(trials["method"]) >= {"linear", "slerp", "task_arithmetic", "ties", "vote"}"""),
+    ("md", """\
+## 4. Chosen on validation, reported on test
+
+The best product was chosen by its validation score; the test split was read once, for it and
+for what it is compared with: the parents, the presets and the ensembles."""),
+    ("code", """\
+print(result.table())
+refs = result.references.set_index("product")
+best_trial = trials.set_index("trial").loc[result.best_trial]
+presets = refs[refs["role"] == "preset"]
+print(f"best on validation: trial {result.best_trial} ({best_trial['method']}), worst-case "
+      f"skill kept {best_trial['worst_kept']:.0%}; best preset {presets['worst_kept'].max():.0%}")
+# the search starts from the presets, so on validation it is at least as good as the best one
+assert best_trial["worst_kept"] >= presets["worst_kept"].max()
+test = result.results
+assert {"parent", "preset", "ensemble", "best"} <= set(test["role"])
+assert (test["n"] == 100).all()
+assert ((test["ci_low"] <= test["value"]) & (test["value"] <= test["ci_high"])).all()"""),
+    ("md", "## 5. Plots\n\nHistory, the Pareto front of the two tasks (parents, presets and "
+           "ensembles on the same axes), parameter importances, accuracy against cost."),
+    ("code", """\
+from IPython.display import Image
+
+for name in ("history.png", "pareto.png", "importances.png", "cost.png"):
+    assert (result.out / name).stat().st_size > 10_000, name
+display(Image(result.out / "pareto.png"), Image(result.out / "history.png"))"""),
+    ("code", """\
+from llmcombo.search import plots as search_plots
+
+fig = search_plots.plot_pareto(trials, result.references, task_a="domotica", task_b="tiempo")
+assert len(fig.axes[0].collections) >= 3  # trials, the front, parents, presets, ensembles
+fig"""),
+    ("md", """\
+## 6. `best.yaml` opens in the form and runs with `llmcombo merge`
+
+(When the best product is an ensemble, the best merge is in `best_merge.yaml`.)"""),
+    ("code", """\
+from llmcombo_widgets.viewmodel import FormModel
+
+best_file = result.out / ("best_merge.yaml" if (result.out / "best_merge.yaml").exists()
+                          else "best.yaml")
+print(best_file.read_text(encoding="utf-8"))
+form = FormModel()
+assert form.load_file(best_file) and not form.errors
+assert form.family == "merge"
+merged = llmcombo.run.run(llmcombo.load_any(best_file), WORK / "best-model", overwrite=True,
+                          progress=False)
+assert (merged.path / "config.json").is_file()"""),
+    ("md", """\
+## 7. Resume
+
+The study is on disk (`study.journal`): a search that was stopped (or killed) continues where it
+was, and asking for more trials continues too. The trials already measured stay as they were."""),
+    ("code", """\
+more = llmcombo.search(spec, WORK / "search", trials=18, resume=True)
+assert (more.trials["state"] == "complete").sum() == 18
+first = trials.set_index("trial")["value"]
+assert more.trials.set_index("trial")["value"].loc[first.index].equals(first)"""),
+    ("md", "## 8. The Search tab\n\nThe dashboard does the same with a form: parents, tasks, "
+           "budget, a live Pareto plot and *open the best in Configure*."),
+    ("code", """\
+from llmcombo_widgets.dashboard import dashboard
+
+app = dashboard(out_root=str(WORK / "dashboard"))
+app.tabs.selected_index = app.tab_titles.index("Search")
+display(app.widget)
+assert "Search" in app.tab_titles and not app._panels["Search"].start_btn.disabled"""),
 # 07 llama.cpp
 # ---------------------------------------------------------------------------------------------
 
@@ -947,6 +1090,7 @@ NOTEBOOKS = {
     "03_mixture_of_experts.ipynb": MOE,
     "04_ensembles.ipynb": ENSEMBLES,
     "05_evaluate_and_publish.ipynb": PUBLISH,
+    "06_search.ipynb": SEARCH,
     "07_llama_cpp.ipynb": LLAMA_CPP,
 }
 

@@ -39,10 +39,10 @@ def test_quick_demo_results_have_every_product_and_both_tasks(demo_run):
     df = pd.read_csv(out / "results.csv")
     assert list(df.columns[:7]) == ["product", "task", "metric", "value", "n", "ci_low", "ci_high"]
     acc = df[df["metric"] == "accuracy"]
-    assert sorted(acc["product"].unique()) == sorted(D.PRODUCTS)
+    assert sorted(acc["product"].unique()) == sorted(D.PRODUCTS + (D.SEARCH,))
     assert len(D.PRODUCTS) == 11
     assert set(acc.groupby("product")["task"].apply(frozenset)) == {frozenset(D.TASKS)}
-    assert len(acc) == 22
+    assert len(acc) == 24
     assert (acc["n"] == 40).all()
     assert acc["value"].between(0, 1).all()
     assert ((acc["ci_low"] <= acc["value"]) & (acc["value"] <= acc["ci_high"])).all()
@@ -53,7 +53,8 @@ def test_quick_demo_results_have_every_product_and_both_tasks(demo_run):
     assert v[("tiempo", "tiempo")] > v[("domotica", "tiempo")]
     # perplexity of every single model (not of the ensembles), finite and > 1
     ppl = df[df["metric"] == "perplexity"]
-    assert sorted(ppl["product"].unique()) == sorted(set(D.PRODUCTS) - {"vote", "router"})
+    assert sorted(ppl["product"].unique()) == sorted(set(D.PRODUCTS + (D.SEARCH,))
+                                                     - {"vote", "router"})
     assert ppl["value"].map(math.isfinite).all() and (ppl["value"] > 1).all()
 
 
@@ -73,8 +74,8 @@ def test_quick_demo_figures_and_report(demo_run):
     assert all((out / f).is_file() for f in referenced)
     section = report.split("## Accuracy", 1)[1].split("\n## ", 1)[0]
     table = [line for line in section.splitlines() if line.startswith("| ")]
-    assert len(table) == 1 + len(D.PRODUCTS)  # header + one row per product
-    for prod in D.PRODUCTS:
+    assert len(table) == 2 + len(D.PRODUCTS)  # header + one row per product + the search's
+    for prod in D.PRODUCTS + (D.SEARCH,):
         assert any(line.startswith(f"| {prod} |") for line in table), prod
     acc = pd.read_csv(out / "results.csv").query("metric == 'accuracy'")
     printed = {line.split()[0]: line for line in cap["stdout"].splitlines() if line.strip()}
@@ -90,8 +91,13 @@ def test_quick_demo_figures_and_report(demo_run):
         (row,) = [line for line in ppl_section.splitlines() if line.startswith(f"| {r.product} |")]
         assert f"{r.value:.1f}" in row, (r.product, r.task)
     # the verdict of every combination is there (and nothing is claimed for the parents)
-    for prod in set(D.PRODUCTS) - set(D.PARENTS):
+    for prod in set(D.PRODUCTS + (D.SEARCH,)) - set(D.PARENTS):
         assert re.search(rf"^- \*\*{prod}\*\*: .*(keeps both|loses)", report, re.M), prod
+    # the search's best merge: chosen on validation, its configuration in the report
+    meta_search = json.loads((out / "demo.json").read_text())["search"]
+    assert meta_search["trials"] == D.Settings.make(True).search_trials
+    assert "## The search" in report and f"method: {meta_search['best']['merge']['method']}" \
+        in report
     meta = json.loads((out / "demo.json").read_text())
     assert meta["quick"] is True and meta["timings_s"]["total"] > 0
     assert meta["machine"]["cpu_count"] >= 1 and meta["machine"]["torch"]
@@ -101,10 +107,13 @@ def test_quick_demo_figures_and_report(demo_run):
 def test_quick_demo_models_are_cached_outside_version_control(demo_run):
     out, _ = demo_run
     models = out / "models"
-    built = sorted(p.name.rsplit("-", 1)[0] for p in models.iterdir() if p.is_dir())
-    # the five merges, the MoE and the three sweep points, each a complete model folder
-    assert [b for b in built if not b.startswith("sweep")] == sorted(D.MERGES + ("moe",))
-    assert all((p / "config.json").is_file() for p in models.iterdir() if p.is_dir())
+    folders = [p for p in models.iterdir() if p.is_dir() and "search-study" not in p.name]
+    built = sorted(p.name.rsplit("-", 1)[0] for p in folders)
+    # the five merges, the search's best, the MoE and the three sweep points, each a model
+    assert [b for b in built if not b.startswith("sweep")] == sorted(D.MERGES + ("moe", "search"))
+    assert all((p / "config.json").is_file() for p in folders)
+    (study,) = models.glob("search-study-*")  # the search's study: resumed by the next run
+    assert (study / "study.journal").is_file() and (study / "study.csv").is_file()
     assert (models / ".gitignore").read_text().splitlines()[-1] == "*"
     # result files are readable by others, like any file the user writes (not 0600 temp files)
     assert all((out / f).stat().st_mode & 0o044 for f in FIGURES | {"results.csv", "report.md"})

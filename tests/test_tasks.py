@@ -74,5 +74,30 @@ def test_unknown_task_and_split_are_user_errors():
     with pytest.raises(UserError, match="unknown task 'domotika'") as info:
         tasks.get_task("domotika")
     assert "domotica" in info.value.hint
-    with pytest.raises(UserError, match="unknown split"):
-        tasks.get_task("tiempo").split("validation")
+    with pytest.raises(UserError, match="unknown split") as info:
+        tasks.get_task("tiempo").split("dev")
+    assert "validation" in info.value.hint
+
+
+@pytest.mark.parametrize("name", tasks.TASK_NAMES)
+def test_validation_split_is_new_text_and_leaves_train_and_test_alone(name):
+    """The validation split (what a search tunes on) shares no prompt with train or test, has
+    the test split's mix of held-out combinations, and drawing it changes neither of them."""
+    task = tasks.get_task(name)
+    assert len(task.validation) == tasks.N_VALIDATION
+    keys = [tasks.prompt_key(e.prompt) for e in task.validation]
+    assert len(set(keys)) == len(keys)
+    others = {tasks.prompt_key(e.prompt) for e in task.train + task.test}
+    assert not set(keys) & others
+    without = tasks.make_task(name, n_validation=0)
+    assert without.validation == []
+    assert (without.train, without.test) == (task.train, task.test)
+    assert tasks.make_task(name, n_train=200, n_test=40, n_validation=30).validation == \
+        tasks.make_task(name, n_train=200, n_test=40, n_validation=30).validation
+    assert task.split("validation") is task.validation
+
+
+def test_validation_split_is_a_registered_split():
+    from llmcombo.datasets import task_examples
+
+    assert task_examples("domotica", "validation") == tasks.get_task("domotica").validation

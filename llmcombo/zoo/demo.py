@@ -4,6 +4,9 @@
 2. run five merges of the two specialists (linear, slerp, task arithmetic, TIES, DARE-TIES) and a
    mixture of experts (hidden-state gates from prompts of each task) with :func:`llmcombo.run.run`,
    cached in ``OUT/models`` by configuration hash;
+   then a product-line search (:func:`llmcombo.search.search`, chosen on the tasks' validation
+   splits; its study is kept in ``OUT/models/search-study-HASH`` and resumed, so a second run costs
+   nothing): its best merge joins the table as ``search``;
 3. build a vote (both specialists, sampled) and a router (the zoo selector picks the specialist);
 4. evaluate every product, both parents and the base on the held-out split of both tasks
    (accuracy with Wilson intervals; perplexity of the single models on the held-out texts);
@@ -41,6 +44,8 @@ TASKS = ("domotica", "tiempo")
 PARENTS = ("base", "domotica", "tiempo")
 MERGES = ("linear", "slerp", "task_arithmetic", "ties", "dare_ties")
 PRODUCTS = PARENTS + MERGES + ("moe", "vote", "router")
+SEARCH = "search"  # the best merge of the demo's search: a row of the table after the merges
+TABLE_ORDER = PARENTS + MERGES + (SEARCH, "moe", "vote", "router")
 VOTE_TEMPERATURE = 0.7
 VOTE_SAMPLES = 3
 # vote scaling: each specialist on its own task, sampled hot enough that one answer is often
@@ -60,12 +65,15 @@ class Settings:
     vote_limit: int | None
     routing_limit: int | None
     samples_shown: int = 6
+    search_trials: int = 30
+    search_limit: int | None = 100  # validation prompts per task and trial
 
     @classmethod
     def make(cls, quick: bool) -> "Settings":
         if quick:
-            return cls(True, 40, (0.0, 0.5, 1.0), 40, (1, 3), 40, 40, 4)
-        return cls(False, None, (0.0, 0.25, 0.5, 0.75, 1.0), 100, (1, 3, 5, 9), 100, 100, 6)
+            return cls(True, 40, (0.0, 0.5, 1.0), 40, (1, 3), 40, 40, 4, 10, 30)
+        return cls(False, None, (0.0, 0.25, 0.5, 0.75, 1.0), 100, (1, 3, 5, 9), 100, 100, 6,
+                   30, 100)
 
 
 @dataclass
@@ -128,7 +136,8 @@ def accuracy_pivot(results):
     """``product x task`` accuracy frame in the demo's product order."""
     acc = results[results["metric"] == "accuracy"]
     piv = acc.pivot_table(index="product", columns="task", values="value", sort=False)
-    order = [p for p in PRODUCTS if p in piv.index] + [p for p in piv.index if p not in PRODUCTS]
+    order = [p for p in TABLE_ORDER if p in piv.index] + [p for p in piv.index
+                                                          if p not in TABLE_ORDER]
     return piv.loc[order]
 
 
@@ -279,7 +288,7 @@ def _run_demo(out: str | os.PathLike, *, quick: bool, log: Callable[[str], None]
                         f"{exc.strerror or exc} ({exc.filename or out})",
                         hint="Give a folder you can write to, e.g. --out llmcombo-demo.") from None
     started = _dt.datetime.now(_dt.timezone.utc)
-    steps = _Steps(9, log)
+    steps = _Steps(10, log)
     tty = stderr_is_terminal()
     run_progress = TqdmProgress() if tty else LogProgress(print_fn=log)
     files: list[Path] = []
@@ -305,13 +314,25 @@ def _run_demo(out: str | os.PathLike, *, quick: bool, log: Callable[[str], None]
             folders[name] = run_cached(cfg, models_dir, name=name, progress=run_progress)
             log(f"      {name}: {folders[name].name} ({time.perf_counter() - t0:.1f} s)")
 
-        # 3. products --------------------------------------------------------------------------
-        steps("products", "products: parents, merges, MoE, vote and router")
+        # 3. search ------------------------------------------------------------------------------
+        steps("search", f"search: {settings.search_trials} trials of "
+                        f"{', '.join(experiments.SEARCH_METHODS)} (Optuna TPE, chosen on the "
+                        "validation splits, never on the test prompts)")
+        found = experiments.demo_search(settings.search_trials, settings.search_limit,
+                                        models_dir, log)
+        best = found.best_merge or found.best
+        folders[SEARCH] = run_cached({"name": "search-best", **best}, models_dir, name=SEARCH,
+                                     progress=run_progress)
+        log(f"      best: trial {found.best_trial}, {best['merge']['method']} "
+            f"({found.counts.get('complete', 0)} trials measured)")
+
+        # 4. products --------------------------------------------------------------------------
+        steps("products", "products: parents, merges, search, MoE, vote and router")
         products: dict[str, Any] = {n: load_product(f"zoo:{n}") for n in PARENTS}
-        products.update({n: load_product(str(folders[n])) for n in MERGES + ("moe",)})
+        products.update({n: load_product(str(folders[n])) for n in MERGES + (SEARCH, "moe")})
         products.update({n: load_product(c) for n, c in ensemble_configs().items()})
 
-        # 4. evaluation ----------------------------------------------------------------------
+        # 5. evaluation ----------------------------------------------------------------------
         steps("evaluate", f"evaluate {len(products)} products on {', '.join(TASKS)} "
                           f"({settings.limit or 'all'} held-out prompts per task)")
         rows, shown = [], {}
@@ -324,7 +345,7 @@ def _run_demo(out: str | os.PathLike, *, quick: bool, log: Callable[[str], None]
                 rows.append(ev.accuracy_row(name, task, answers,
                                             [e.expected for e in ds.examples]))
                 shown[(name, task)] = answers[: settings.samples_shown]
-            if name in PARENTS + MERGES + ("moe",):
+            if name in PARENTS + MERGES + (SEARCH, "moe"):
                 from llmcombo.zoo.tasks import format_example
 
                 for task, ds in datasets.items():
@@ -338,14 +359,14 @@ def _run_demo(out: str | os.PathLike, *, quick: bool, log: Callable[[str], None]
         results = ev.frame(rows)
         samples = _samples_frame(datasets, shown, settings.samples_shown)
 
-        # 5. sweep -----------------------------------------------------------------------------
+        # 6. sweep -----------------------------------------------------------------------------
         steps("sweep", f"slerp sweep domotica -> tiempo at t = "
                        f"{', '.join(f'{t:g}' for t in settings.sweep_ts)}")
         sweep = experiments.interpolation_sweep("zoo:domotica", "zoo:tiempo", method="slerp",
                                           ts=settings.sweep_ts, limit=settings.sweep_limit,
                                           cache_dir=models_dir, progress=progress)
 
-        # 6. task vectors and routing ----------------------------------------------------------
+        # 7. task vectors and routing ----------------------------------------------------------
         steps("analysis", "task-vector norms of the specialists; MoE routing shares")
         tv = analysis.task_vector_norms("zoo:base", {"domotica": "zoo:domotica",
                                                   "tiempo": "zoo:tiempo"})
@@ -354,7 +375,7 @@ def _run_demo(out: str | os.PathLike, *, quick: bool, log: Callable[[str], None]
             {t: [e.prompt for e in ev.dataset(t, limit=settings.routing_limit).examples]
              for t in TASKS}, template=format_prompt)
 
-        # 7. vote scaling ----------------------------------------------------------------------
+        # 8. vote scaling ----------------------------------------------------------------------
         steps("vote_scaling", "vote accuracy as N grows (each specialist on its own task at "
                               f"temperature {SCALING_TEMPERATURE:g}, N = "
                               f"{', '.join(map(str, settings.vote_samples))})")
@@ -363,7 +384,7 @@ def _run_demo(out: str | os.PathLike, *, quick: bool, log: Callable[[str], None]
                                          temperature=SCALING_TEMPERATURE, seed=0,
                                          tie_break="likelihood", progress=progress)
 
-        # 8. figures and files -------------------------------------------------------------------
+        # 9. figures and files -------------------------------------------------------------------
         steps("write", f"write results, figures and report to {out}")
         figures = {
             "accuracy.png": plots.plot_accuracy(results, products=list(products),
@@ -390,12 +411,13 @@ def _run_demo(out: str | os.PathLike, *, quick: bool, log: Callable[[str], None]
                 "zoo": {"dir": str(z.dir), "created": z.manifest.get("created"),
                         "build_seconds": z.manifest.get("build_seconds")},
                 "models": {n: str(f) for n, f in folders.items()},
+                "search": experiments.search_meta(found, settings.search_limit),
                 "ensembles": ensemble_configs()}
         (stage / "demo.json").write_text(json.dumps(meta, indent=2, default=str) + "\n",
                                          encoding="utf-8")
         (stage / "report.md").write_text(_report(results, sweep, votes, routing, samples, meta,
                                                  list(figures)), encoding="utf-8")
-        # 9. publish the staged files --------------------------------------------------------------
+        # 10. publish the staged files --------------------------------------------------------------
         steps("publish", "move the finished files into place")
         for f in sorted(stage.iterdir()):
             os.replace(f, out / f.name)
@@ -473,6 +495,10 @@ def _report(results, sweep, votes, routing, samples, meta, figures) -> str:
         verdict = ("keeps both (>= 90 % of each specialist)" if min(k.values()) >= 0.9 else
                    "loses part of a skill" if min(k.values()) >= 0.5 else "loses a skill")
         lines.append(f"- **{prod}**: {vals} of the specialists' accuracy: {verdict}.")
+    if meta.get("search"):
+        from llmcombo.zoo.experiments import search_section
+
+        lines += ["", *search_section(meta["search"])]
     lines += [
         "",
         "## Slerp sweep between the specialists",
@@ -492,7 +518,7 @@ def _report(results, sweep, votes, routing, samples, meta, figures) -> str:
         "measures the prompt words and is no proxy for task accuracy.",
         "",
         _small_table(results[results["metric"] == "perplexity"], "product", fmt="{:.1f}",
-                     order=[p for p in PRODUCTS if p in set(results["product"])]),
+                     order=[p for p in TABLE_ORDER if p in set(results["product"])]),
         "",
         "## What fine-tuning changed",
         "",
@@ -565,5 +591,5 @@ def _samples_markdown(samples) -> str:
     return "\n".join(out)
 
 
-__all__ = ["DEFAULT_OUT", "DemoResult", "PRODUCTS", "Settings", "accuracy_table",
+__all__ = ["DEFAULT_OUT", "DemoResult", "PRODUCTS", "SEARCH", "Settings", "accuracy_table",
            "ensemble_configs", "merge_configs", "run_demo", "skills_kept"]

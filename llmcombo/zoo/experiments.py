@@ -1,6 +1,6 @@
 """Experiments on the zoo that merge or ensemble models and measure them: an interpolation sweep
-between two models and a vote as the number of answers grows. Each returns a tidy pandas frame;
-:mod:`llmcombo.plots` draws them."""
+between two models, a vote as the number of answers grows, and the demo's product-line search.
+The first two return a tidy pandas frame; :mod:`llmcombo.plots` draws them."""
 
 from __future__ import annotations
 
@@ -9,6 +9,10 @@ from typing import Any, Mapping, Sequence
 
 from llmcombo.errors import UserError
 from llmcombo.zoo.tasks import TASK_NAMES
+
+# the demo's search: the table's methods that draw no random masks, and NuSLERP (spherical
+# interpolation of both task vectors from the base)
+SEARCH_METHODS = ("linear", "slerp", "task_arithmetic", "ties", "nuslerp")
 
 
 def sweep_config(model_a: str, model_b: str, t: float, method: str = "slerp",
@@ -116,3 +120,64 @@ def vote_scaling(members: Sequence[str] | Mapping[str, Sequence[str] | str],
             r = ev.accuracy_row(f"vote N={n}", ds.name, answers, [e.expected for e in ds.examples])
             rows.append({**r, "samples": int(s), "N": n, "temperature": float(temperature)})
     return pd.DataFrame(rows)
+
+
+def search_spec(trials: int, limit: int | None) -> dict:
+    """The demo's search: merges of the two specialists (:data:`SEARCH_METHODS`), the worst-case
+    share of each specialist's skill kept on the zoo's validation splits (``limit`` prompts per
+    task), TPE, seed 0."""
+    evaluation = {"limit": limit} if limit else {}
+    return {"name": "demo-search",
+            "description": "The demo's search for the merge that keeps most of both skills.",
+            "search": {"models": [{"model": "zoo:domotica"}, {"model": "zoo:tiempo"}],
+                       "base_model": "zoo:base",
+                       "tasks": [{"task": t} for t in TASK_NAMES], "objective": "worst",
+                       "trials": int(trials), "seed": 0,
+                       "space": {"methods": list(SEARCH_METHODS)}, "evaluation": evaluation}}
+
+
+def demo_search(trials: int, limit: int | None, cache_dir: str | os.PathLike, log: Any = None):
+    """Run the demo's search (:func:`search_spec`), its study kept in
+    ``cache_dir/search-study-HASH`` and resumed, so a second run costs nothing. Returns the
+    :class:`~llmcombo.search.driver.SearchResult` (no test split read: the demo measures the
+    chosen merge on it like every other product)."""
+    from pathlib import Path
+
+    from llmcombo.fsutil import config_hash
+    from llmcombo.search import search
+    from llmcombo.search.study import has_study
+
+    spec = search_spec(trials, limit)
+    out = Path(cache_dir) / f"search-study-{config_hash(spec)}"
+    say = (lambda msg: log(f"      {msg}") if msg.startswith("trial") else None) if log else None
+    return search(spec, out, resume=has_study(out), report=False, log=say)
+
+
+def search_meta(found: Any, limit: int | None) -> dict:
+    """What demo.json keeps of the demo's search (``found``: its result)."""
+    return {"trials": int(found.counts.get("complete", 0)),
+            "failed": int(found.counts.get("failed", 0)), "best_trial": found.best_trial,
+            "best": found.best_merge or found.best, "seconds": found.timings.get("search_s"),
+            "study": str(found.out), "validation_prompts_per_task": limit}
+
+
+def search_section(search: dict) -> list[str]:
+    """The demo report's lines about its search (``search``: the demo.json entry)."""
+    from llmcombo.configuration import dump_yaml
+
+    m = search["best"]["merge"]
+    return [
+        "## The search",
+        "",
+        f"`search` is the best of {search['trials']} merges of the specialists "
+        f"({', '.join(SEARCH_METHODS)}) that a product-line search tried (`llmcombo search`: "
+        "Optuna's TPE over each method's parameters in their feature-model domains), chosen "
+        "by the smallest share of a specialist's skill it keeps on the tasks' *validation* "
+        f"prompts ({search['validation_prompts_per_task'] or 'all'} per task); the table "
+        "above measures it on the held-out test prompts, like every other product. Trial "
+        f"{search['best_trial']}, {m['method']}:",
+        "",
+        "```yaml",
+        dump_yaml(search["best"]).rstrip(),
+        "```",
+    ]

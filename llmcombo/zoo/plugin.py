@@ -19,7 +19,7 @@ def _loader(name: str):
     return lambda split: T.get_task(name).split(split)
 
 
-for _name in T.TASK_NAMES:
+for _name in T.TASK_NAMES:  # splits: train, validation (what a search tunes on), test
     register_task(_name, _loader(_name))
 
 register_output(Output("command", "a command (zoo task format: text after [COMANDO], upper-cased)",

@@ -27,6 +27,11 @@ split (compared after removing case, accents and punctuation), and half of it us
 combinations* (device+room, template+action, city+type, template+day pairs) that never occur in
 training, so a model can only score there by composing what it learned.
 
+A *validation* split (what a search tunes on; :mod:`llmcombo.search`) is drawn only after train and
+test are complete, from its own seeded random stream, so train and test are exactly what they
+would be without it; its prompts are new texts too (no :func:`prompt_key` shared with train or
+test), half of them from the held-out combinations, like the test split.
+
 Evaluation is exact match of :func:`normalize_command` of the answer against the expected command.
 The selector task labels every domotica prompt ``LLM1`` and every tiempo prompt ``LLM2``.
 """
@@ -45,6 +50,7 @@ from llmcombo.errors import UserError
 SEED = 1234
 N_TRAIN = 3000
 N_TEST = 300
+N_VALIDATION = 300
 
 ORDEN = "[ORDEN]"
 COMANDO = "[COMANDO]"
@@ -52,6 +58,7 @@ DEFAULT_TEMPLATE = f"{ORDEN} {{input}} {COMANDO}"  # what format_prompt writes
 EOS_MARKERS = ("</s>", "<pad>", "<|endoftext|>", "<eos>", ORDEN, "\n")
 
 SELECTOR_LABELS = {"domotica": "LLM1", "tiempo": "LLM2"}
+SPLITS = ("train", "validation", "test")
 
 
 @dataclass
@@ -60,16 +67,18 @@ class Task:
     description: str
     train: list[Example] = field(default_factory=list)
     test: list[Example] = field(default_factory=list)
+    validation: list[Example] = field(default_factory=list)  # for tuning (a search), never test
     label: str = ""  # what the selector answers for this task's prompts
     commands: list[str] = field(default_factory=list)  # every command of the grammar
 
     def split(self, split: str) -> list[Example]:
-        if split not in ("train", "test"):
-            raise UserError(f"unknown split {split!r}", hint="use 'train' or 'test'")
-        return self.train if split == "train" else self.test
+        if split not in SPLITS:
+            raise UserError(f"unknown split {split!r}", hint="use 'train', 'validation' or 'test'")
+        return {"train": self.train, "validation": self.validation, "test": self.test}[split]
 
     def __repr__(self) -> str:
-        return f"Task({self.name!r}, train={len(self.train)}, test={len(self.test)})"
+        return (f"Task({self.name!r}, train={len(self.train)}, validation={len(self.validation)}, "
+                f"test={len(self.test)})")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -434,11 +443,15 @@ _GENERATORS: dict[str, tuple[str, Callable, Callable, Callable]] = {
 TASK_NAMES = tuple(_GENERATORS)
 
 
-def make_task(name: str, seed: int = SEED, n_train: int = N_TRAIN, n_test: int = N_TEST) -> Task:
-    """Generate a task's data. Same ``(name, seed, n_train, n_test)`` -> same data, everywhere.
+def make_task(name: str, seed: int = SEED, n_train: int = N_TRAIN, n_test: int = N_TEST,
+              n_validation: int = N_VALIDATION) -> Task:
+    """Generate a task's data. Same ``(name, seed, n_train, n_test)`` -> same train and test data,
+    everywhere (whatever ``n_validation``).
 
     The test split has ``n_test`` prompts: half from held-out combinations (never in training),
-    half ordinary prompts whose text (see :func:`prompt_key`) is not in training either.
+    half ordinary prompts whose text (see :func:`prompt_key`) is not in training either. The
+    validation split (``n_validation`` prompts, same mix) is drawn afterwards from a separate
+    seeded stream and shares no prompt text with train or test.
     """
     if name not in _GENERATORS:
         raise UserError(f"unknown task {name!r}", hint=f"valid tasks: {', '.join(TASK_NAMES)}")
@@ -468,8 +481,36 @@ def make_task(name: str, seed: int = SEED, n_train: int = N_TRAIN, n_test: int =
             iid[key] = ex
     test = list(comp.values()) + list(iid.values())
     random.Random(f"llmcombo-test-order:{name}:{seed}").shuffle(test)
+    validation = _draw_validation(name, seed, n_validation, example_fn, holdout,
+                                  set(train) | set(comp) | set(iid))
     return Task(name=name, description=description, train=list(train.values()), test=test,
-                label=SELECTOR_LABELS[name], commands=commands_fn())
+                validation=validation, label=SELECTOR_LABELS[name], commands=commands_fn())
+
+
+def _draw_validation(name: str, seed: int, n: int, example_fn: Callable, holdout: dict,
+                     taken: set[str]) -> list[Example]:
+    """``n`` new prompts (half from held-out combinations), from their own random stream: drawing
+    them changes nothing in train or test, and none shares a :func:`prompt_key` with them."""
+    rng = random.Random(f"llmcombo-task-validation:{name}:{seed}")
+    n_comp = n // 2
+    comp: dict[str, Example] = {}
+    iid: dict[str, Example] = {}
+    attempts, limit = 0, 400 * max(1, n)
+    while len(comp) < n_comp or len(iid) < n - n_comp:
+        attempts += 1
+        if attempts > limit:  # pragma: no cover - the grammars are far larger than the splits
+            raise RuntimeError(f"could not generate enough distinct {name} validation prompts")
+        ex, held = example_fn(rng, holdout)
+        key = prompt_key(ex.prompt)
+        if key in taken or key in comp or key in iid:
+            continue
+        if held and len(comp) < n_comp:
+            comp[key] = ex
+        elif not held and len(iid) < n - n_comp:
+            iid[key] = ex
+    validation = list(comp.values()) + list(iid.values())
+    rng.shuffle(validation)
+    return validation
 
 
 _CACHE: dict[str, Task] = {}
