@@ -927,6 +927,10 @@ app = dashboard(out_root=str(WORK / "dashboard"))
 app.tabs.selected_index = app.tab_titles.index("Search")
 display(app.widget)
 assert "Search" in app.tab_titles and not app._panels["Search"].start_btn.disabled"""),
+]
+
+
+# ---------------------------------------------------------------------------------------------
 # 07 llama.cpp
 # ---------------------------------------------------------------------------------------------
 
