@@ -165,7 +165,7 @@ def test_ranges_come_from_the_feature_model_domains():
 
     lo, hi, _ = search_range("ties", "density", "float")
     dom = param_domain("ties", "density")
-    assert dom.min_open and lo > dom.minimum and hi <= dom.maximum
+    assert dom.minimum <= lo < hi <= dom.maximum  # density: [0, 1] (advice; mergekit runs any)
     assert search_range("slerp", "t", "float")[:2] == (0.0, 1.0)
     assert search_range("karcher", "max_iter", "int") is None  # left at mergekit's default
     assert search_range("ties", "weight", "float", {"weight": [0, 2]})[:2] == (0.0, 2.0)
