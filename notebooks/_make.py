@@ -277,29 +277,38 @@ assert {"linear", "slerp", "task_arithmetic", "ties d=0.9"} <= set(keeps_both)
 # of the weather skill than keeping 90 % of it
 assert acc.loc["ties d=0.9", "tiempo"] > acc.loc["ties d=0.5", "tiempo"]"""),
     ("md", """\
-## 3. A wrong value: `density: 1.5`
+## 3. A wrong value: `density: half`
 
 Validation never raises for a user's mistake: it returns issues, each with the path of the
-field and a sentence that says what to do. `llmcombo.configure` refuses to build an invalid
-configuration and lists the same issues."""),
+field and a sentence that says what to do. An error is what mergekit itself would refuse (a
+density that is not a number); what mergekit runs but looks unusual (a density of 1.5) is only a
+warning. `llmcombo.configure` refuses to build an invalid configuration and lists the same
+issues."""),
     ("code", """\
 import copy
 
 from llmcombo.errors import UserError
 
+unusual = copy.deepcopy(dict(llmcombo.load_preset("ties")))
+unusual["merge"]["models"][1]["parameters"]["density"] = 1.5  # mergekit runs it: a warning
+warned = llmcombo.validate(unusual)
+for issue in warned:
+    print(issue.format())
+assert warned and not [i for i in warned if i.is_error]
+
 bad = copy.deepcopy(dict(llmcombo.load_preset("ties")))
-bad["merge"]["models"][1]["parameters"]["density"] = 1.5
+bad["merge"]["models"][1]["parameters"]["density"] = "half"  # mergekit refuses it: an error
 issues = llmcombo.validate(bad)
 for issue in issues:
     print(issue.format())
 errors = [i for i in issues if i.is_error]
 assert [i.path for i in errors] == ["merge.models[1].parameters.density"]
 message = errors[0].message
-assert "density" in message and "1.5" in message
+assert "density" in message and "half" in message
 
 try:
-    llmcombo.configure("ties", pair, base="zoo:base", density=1.5)
-    raise AssertionError("configure accepted density 1.5")
+    llmcombo.configure("ties", pair, base="zoo:base", density="half")
+    raise AssertionError("configure accepted density 'half'")
 except UserError as exc:
     print(exc)
     assert "density" in str(exc)"""),
