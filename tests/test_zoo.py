@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -152,3 +153,112 @@ def test_cli_zoo_list_and_build(tmp_path, capsys, fake_training):
     out = capsys.readouterr().out
     assert "zoo:NAME" in out and "domotica" in out and "selector" in out
     assert cli.main(["zoo", "list", str(tmp_path / "z")]) == 0 and len(fake_training) == 1
+
+
+# -- zoo v2: shipped, llama.cpp-shaped tokenizer, natural prompts --------------------------------
+
+NATURAL = Path(__file__).resolve().parent / "data" / "natural"
+
+
+def test_the_zoo_ships_with_llmcombo(monkeypatch):
+    monkeypatch.delenv(zoo_mod.ENV_DIR, raising=False)
+    assert zoo_mod.is_complete(zoo_mod.SHIPPED_DIR)
+    assert zoo_mod.default_dir() == zoo_mod.SHIPPED_DIR
+    manifest = json.loads((zoo_mod.SHIPPED_DIR / zoo_mod.MANIFEST).read_text())
+    assert manifest["zoo_version"] == zoo_mod.ZOO_VERSION == 2
+    size = sum(f.stat().st_size for f in zoo_mod.SHIPPED_DIR.rglob("*") if f.is_file())
+    assert size < 25 * 2**20  # a few MB per model
+
+
+def test_train_test_and_validation_splits_are_disjoint():
+    for name in tasks.TASK_NAMES:
+        t = tasks.get_task(name)
+        assert (len(t.train), len(t.validation), len(t.test)) == (3000, 300, 300)
+        seen = {tasks.prompt_key(e.prompt) for e in t.train + t.test}
+        assert not seen & {tasks.prompt_key(e.prompt) for e in t.validation}
+
+
+def test_natural_sets_are_well_formed():
+    from llmcombo.zoo.measure import load_natural
+
+    rows = load_natural(NATURAL)
+    for name, label in tasks.SELECTOR_LABELS.items():
+        data = rows[name]
+        assert len(data) >= 120
+        assert len({r["prompt"] for r in data}) == len(data)
+        commands = set(tasks.get_task(name).commands)
+        for r in data:
+            assert set(r) <= {"prompt", "route", "expected"} and r["route"] == label
+            if "expected" in r:
+                assert r["expected"] in commands, r
+
+
+def test_augmentation_names_never_occur_in_the_hand_written_prompts():
+    """The selector is trained with out-of-grammar names; the hand-written set must not contain
+    them, or its routing accuracy would not measure generalisation."""
+    import re
+
+    from llmcombo.zoo import natural as N
+    from llmcombo.zoo.measure import load_natural
+
+    prompts = [tasks.prompt_key(r["prompt"]) for rows in load_natural(NATURAL).values() for r in rows]
+    names = (N.AUG_CITIES + [d for d, _ in N.AUG_DEVICES] + [r for r, _ in N.AUG_ROOMS]
+             + N.AUG_DAYS + N.AUG_WEATHER)
+    for name in names:
+        pat = re.compile(r"(?<!\w)" + re.escape(tasks.prompt_key(name)) + r"(?!\w)")
+        assert not [p for p in prompts if pat.search(p)], name
+
+
+@pytest.fixture(scope="module")
+def tok(zoo):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(zoo.path("base"))
+
+
+def test_tokenizer_is_shaped_like_llama2_for_llama_cpp(zoo, tok):
+    tj = json.loads((zoo.path("base") / "tokenizer.json").read_text())
+    assert tj["model"]["type"] == "BPE" and tj["model"]["byte_fallback"] is True
+    assert tj["pre_tokenizer"] is None
+    assert [n["type"] for n in tj["normalizer"]["normalizers"]] == ["Prepend", "Replace"]
+    assert [d["type"] for d in tj["decoder"]["decoders"]] == ["Replace", "ByteFallback", "Fuse", "Strip"]
+    ids = {t: tok.convert_tokens_to_ids(t) for t in ("<unk>", "<s>", "</s>", "<0x00>", "<0xFF>")}
+    assert ids == {"<unk>": 0, "<s>": 1, "</s>": 2, "<0x00>": 3, "<0xFF>": 258}
+    for name in zoo_mod.MODEL_NAMES:  # llama.cpp reads tokenizer.model first
+        assert (zoo.path(name) / "tokenizer.model").is_file()
+
+
+def test_markers_prefix_round_trip_and_left_padding(tok):
+    for e in [x for t in tasks.TASK_NAMES for x in tasks.get_task(t).test[:100]]:
+        p = tok(tasks.format_prompt(e.prompt))["input_ids"]
+        f = tok(tasks.format_example(e))["input_ids"]
+        assert f[: len(p)] == p
+        assert tok.decode(f[len(p):], skip_special_tokens=True) == e.expected
+    toks = tok.convert_ids_to_tokens(tok("[ORDEN] apaga la luz [COMANDO] LUZ_SL OFF")["input_ids"])
+    assert toks[:3] == ["<s>", "[ORDEN]", "▁apaga"] and toks[-4:] == ["[COMANDO]", "▁LUZ", "_SL", "▁OFF"]
+    enc = tok(["[ORDEN] x [COMANDO]", "[ORDEN] que tiempo hace hoy en madrid [COMANDO]"], padding=True)
+    assert enc["input_ids"][0][0] == tok.pad_token_id and enc["attention_mask"][0][0] == 0
+    assert tok.padding_side == "left"
+
+
+def test_the_selector_routes_hand_written_prompts(zoo):
+    """Natural prompts typed as people type them (accents, capitals, ¿?, unknown cities and
+    devices): the selector's argmax over the route labels sends nearly all to the right model."""
+    from llmcombo.zoo.measure import load_natural, route
+
+    model, tok_ = zoo.load("selector")
+    rows = [r for rs in load_natural(NATURAL).values() for r in rs]
+    routes = route(model, tok_, [r["prompt"] for r in rows])
+    accuracy = sum(a == r["route"] for a, r in zip(routes, rows)) / len(rows)
+    assert accuracy >= 0.95, accuracy
+
+
+@pytest.mark.slow
+def test_a_fresh_build_matches_the_shipped_manifest(tmp_path, monkeypatch):
+    """`llmcombo zoo build` retrains the zoo from scratch: its accuracies are the shipped ones."""
+    monkeypatch.setenv("LLMCOMBO_ZOO_THREADS", "1")
+    fresh = zoo_mod.build(tmp_path / "zoo", progress=lambda stage, fraction: None)
+    shipped = zoo_mod.Zoo(zoo_mod.SHIPPED_DIR)
+    for name in zoo_mod.MODEL_NAMES:
+        for key, value in shipped.accuracy[name].items():
+            assert abs(fresh.accuracy[name][key] - value) <= 0.02, (name, key)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from llmcombo.errors import UserError
 
-ZOO_VERSION = 1
+ZOO_VERSION = 2
 MODEL_NAMES = ("base", "domotica", "tiempo", "selector")
 MANIFEST = "zoo.json"
 ENV_DIR = "LLMCOMBO_ZOO_DIR"
