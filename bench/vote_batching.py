@@ -8,7 +8,7 @@ time of the call(s), tokenisation and decoding included (what a vote pays).
 
 Models:
 
-* ``zoo:domotica`` (~0.9M parameters, the noisy specialist of the tests, temperature 1.5);
+* ``zoo:domotica`` (~0.9M parameters, the noisy specialist of the tests, temperature 1.0);
 * ``large``: a randomly initialised Llama with the zoo's tokenizer, scaled to ~72M parameters
   (no download is possible here), written once to ``--work``. Random weights rarely emit the end
   of sequence, so every sample runs to ``max_new_tokens`` (16): the compute-bound case.
@@ -124,7 +124,7 @@ def main(argv=None) -> int:
                     help="torch threads (default 1: on this 2-core machine shared with other "
                          "jobs, 2 threads made both variants 5-10x slower and the ratio noise; "
                          "0: torch's default)")
-    ap.add_argument("--temperature", type=float, default=1.5)
+    ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--hidden", type=int, default=768)
     ap.add_argument("--layers", type=int, default=10)
     ap.add_argument("--inter", type=int, default=2048)

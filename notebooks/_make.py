@@ -53,8 +53,7 @@ def colab_markdown() -> str:
     return ("**Running on Google Colab?** The next cell installs llmcombo " + where + ". "
             "Anywhere else (a local Jupyter, Binder, the tests) it does nothing: install "
             "llmcombo there with `pip install -e .[widgets]` or `environment.yml`. "
-            "The first run trains the tiny offline model zoo (a few minutes on a CPU); "
-            "later runs reuse it.")
+            "The tiny offline model zoo ships with llmcombo: nothing is trained or downloaded.")
 
 
 def colab_cell(extras: str = "widgets") -> str:
@@ -115,22 +114,22 @@ offline on two Spanish command tasks:
 
 | model | what it knows |
 |---|---|
-| `zoo:base` | Spanish text of both tasks, but not how to answer them |
+| `zoo:base` | Spanish text of both tasks and the shape of an answer, but not which answer |
 | `zoo:domotica` | `base` fine-tuned on home automation: *apaga la luz del salón* → `LUZ_SL OFF` |
 | `zoo:tiempo` | `base` fine-tuned on weather questions: *¿llueve mañana en Bilbao?* → `TIEMPO ...` |
 | `zoo:selector` | `base` fine-tuned to say which specialist should answer (`LLM1` / `LLM2`) |
 
 Each specialist is good at its own task and useless at the other. Here we **merge** the two
 with TIES (base `zoo:base`) into one model and check, on held-out prompts, that the merge keeps
-both skills. It takes a few minutes on a CPU.""", "01_quickstart", 50) + [
+both skills. It takes seconds on a CPU (the zoo ships with llmcombo).""", "01_quickstart", 50) + [
     ("md", """\
 ## 1. The configuration
 
 `llmcombo.configure` builds and validates a configuration of the feature model (the same data
 the dashboard form edits and `llmcombo validate` checks). TIES keeps the largest `density`
 share of each task vector (fine-tuned minus base weights), elects a sign per weight and
-averages what agrees. With these tiny models a high density keeps both skills
-(notebook 02 compares densities and other methods)."""),
+averages what agrees. On these two specialists TIES keeps both skills at a density of 0.5
+as at 0.9 (notebook 02 compares densities and other methods)."""),
     ("code", """\
 cfg = llmcombo.configure("ties", ["zoo:domotica", "zoo:tiempo"], base="zoo:base", density=0.9)
 print(cfg.to_yaml())
@@ -271,11 +270,13 @@ keeps_both = [m for m in configs
               if all(ci.loc[(m, t), "ci_low"] > ci.loc[("base", t), "ci_high"]
                      for t in ("domotica", "tiempo"))]
 print("keep both skills (95 % interval above the base on both tasks):", keeps_both)
-# the weight-averaging methods keep both skills of these specialists ...
-assert {"linear", "slerp", "task_arithmetic", "ties d=0.9"} <= set(keeps_both)
-# ... and TIES depends on its density: trimming each task vector to its top half loses more
-# of the weather skill than keeping 90 % of it
-assert acc.loc["ties d=0.9", "tiempo"] > acc.loc["ties d=0.5", "tiempo"]"""),
+# every merge of these two specialists keeps something of both skills ...
+assert set(keeps_both) == set(configs)
+# ... but averaging the weights halves each specialist's task vector and the weather skill
+# suffers; the methods that add task vectors to the base keep it (intervals do not overlap)
+for m in ("task_arithmetic", "ties d=0.5", "ties d=0.9", "dare_ties"):
+    for averaged in ("linear", "slerp"):
+        assert ci.loc[(m, "tiempo"), "ci_low"] > ci.loc[(averaged, "tiempo"), "ci_high"], (m, averaged)"""),
     ("md", """\
 ## 3. A wrong value: `density: half`
 
@@ -600,12 +601,12 @@ assert answer.text == second["output"]"""),
     ("md", """\
 ## 2. Vote
 
-Five sampled answers of `zoo:domotica` (temperature 1.5, so single answers are often wrong);
+Five sampled answers of `zoo:domotica` (temperature 1.0, so single answers are often wrong);
 the most frequent command wins, a tie goes to the answer the model found more likely."""),
     ("code", """\
 vote_cfg = {"ensemble": {"vote": {
     "members": [{"model": "zoo:domotica"}], "samples": 5,
-    "sampling": {"temperature": 1.5, "seed": 0}, "tie_break": "likelihood"}}}
+    "sampling": {"temperature": 1.0, "seed": 0}, "tie_break": "likelihood"}}}
 vote = load_product(vote_cfg)
 show(vote.answer(dom[0].prompt))"""),
     ("code", """\

@@ -50,7 +50,7 @@ VOTE_TEMPERATURE = 0.7
 VOTE_SAMPLES = 3
 # vote scaling: each specialist on its own task, sampled hot enough that one answer is often
 # wrong, so the figure shows what more votes add (N = 1 is a single sample)
-SCALING_TEMPERATURE = 1.5
+SCALING_TEMPERATURE = 1.0
 
 
 @dataclass(frozen=True)
