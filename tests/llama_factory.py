@@ -164,14 +164,3 @@ def mixtral_folder(path: str | Path, seed: int = 0) -> Path:
     MixtralForCausalLM(cfg).save_pretrained(path, safe_serialization=True)
     tok.save_pretrained(path)
     return path
-
-
-def zoo_converts_to_gguf(zoo_dir: str | Path) -> bool:
-    """Whether llama.cpp's converter reads the zoo's tokenizer: a SentencePiece tokenizer.model,
-    or a tokenizer.json BPE with byte fallback (Llama 2's shape). Zoo v1's (a Metaspace
-    pre-tokenizer, no byte fallback) is neither; the llama.cpp-compatible zoo v2 is."""
-    folder = Path(zoo_dir) / "domotica"
-    if (folder / "tokenizer.model").is_file():
-        return True
-    data = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
-    return bool((data.get("model") or {}).get("byte_fallback"))

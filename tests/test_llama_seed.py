@@ -3,16 +3,14 @@ three instances of the home-automation model on ``[ORDEN] apaga la luz del salon
 seed runs llama.cpp's ``batched`` with 3 sequences) and the LLM1/LLM2 router (the seed's selector
 answers LLM1 for ``apaga la luz del salon`` and LLM2 for ``que tiempo hace``).
 
-Zoo v1's tokenizer cannot be converted by llama.cpp (a Metaspace pre-tokenizer without byte
-fallback); the llama.cpp-compatible zoo v2 replaces it. Until then these tests check that the
-refusal is the clear message, and are reported as xfailed with that reason; with zoo v2 they run.
+The shipped zoo (v2) has a Llama-2-shaped tokenizer that llama.cpp's converter reads; the refusal
+of a tokenizer it does not recognise (zoo v1's shape) is tested in test_gguf.py.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from llama_factory import zoo_converts_to_gguf
 from llmcombo.ensemble import load_product
 from llmcombo.gguf import export as gx
 from llmcombo.zoo.tasks import normalize_command
@@ -25,18 +23,8 @@ pytestmark = pytest.mark.slow
 def zoo_gguf(zoo, llama_cpp, gguf_cache, tmp_path_factory):
     """The zoo's domotica, tiempo and selector models as f16 GGUF files."""
     out = tmp_path_factory.mktemp("zoo-gguf")
-    try:
-        return {name: gx.export_gguf(f"zoo:{name}", out / f"{name}-f16.gguf", "f16").path
-                for name in ("domotica", "tiempo", "selector")}
-    except gx.GGUFError as exc:
-        if zoo_converts_to_gguf(zoo.dir):
-            raise
-        # zoo v1: the refusal must be the clear message, and nothing may be left behind
-        assert str(exc).startswith("llama.cpp does not recognise this model's tokenizer."), exc
-        assert "BPE pre-tokenizer was not recognized" in exc.log
-        assert list(out.iterdir()) == []
-        pytest.xfail("zoo v1's tokenizer is refused by llama.cpp's converter (clear message "
-                     "checked); the llama.cpp-compatible zoo v2 runs this test")
+    return {name: gx.export_gguf(f"zoo:{name}", out / f"{name}-f16.gguf", "f16").path
+            for name in ("domotica", "tiempo", "selector")}
 
 
 def test_vote_of_three_instances_as_the_seed_runs_batched(zoo_gguf):

@@ -15,7 +15,6 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from nbformat.v4 import new_code_cell, new_notebook
 
-from llama_factory import zoo_converts_to_gguf
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb")) + [ROOT / "llmcombo_widgets" / "dashboard.ipynb"]
@@ -99,13 +98,6 @@ def test_notebook_executes(path, zoo_dir, tmp_path, monkeypatch, request):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # nothing here may need the network
     nb = nbformat.read(path, as_version=4)
     t = time.monotonic()
-    if llama and not zoo_converts_to_gguf(zoo_dir):
-        # zoo v1: llama.cpp's converter refuses its tokenizer; the notebook must stop there with
-        # the clear message (the llama.cpp-compatible zoo v2 runs it to the end)
-        with pytest.raises(CellExecutionError, match="does not recognise this model's tokenizer"):
-            execute(nb, tmp_path)
-        pytest.xfail("zoo v1's tokenizer is refused by llama.cpp's converter (clear message "
-                     "checked); the llama.cpp-compatible zoo v2 runs this notebook")
     execute(nb, tmp_path)  # raises CellExecutionError (with the failing assertion) on any error
     print(f"{path.name}: {time.monotonic() - t:.1f} s, load average "
           f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}")
