@@ -182,18 +182,20 @@ def test_bad_thread_setting_is_a_user_error(tmp_path, monkeypatch, capsys):
 
 
 def test_committed_demo_docs_agree_with_their_results():
-    """docs/demo holds a real run; the README snippet's table must be that run's numbers."""
+    """docs/demo holds a real run; the README's demo table must be that run's numbers."""
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
     docs = root / "docs" / "demo"
     df = pd.read_csv(docs / "results.csv")
     acc = df[df["metric"] == "accuracy"].set_index(["product", "task"])
-    assert sorted(acc.index.get_level_values(0).unique()) == sorted(D.PRODUCTS)
-    snippet = (docs / "README-snippet.md").read_text(encoding="utf-8")
+    assert list(acc.index.get_level_values(0).unique()) == list(D.TABLE_ORDER)
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    start = readme.index("## The demo:")
+    snippet = readme[start:readme.index("\n## ", start + 1)]
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
             for line in snippet.splitlines() if line.startswith("| ") and "---" not in line}
-    for prod in D.PRODUCTS:
+    for prod in D.TABLE_ORDER:
         cells = rows[prod]
         for task, cell in zip(D.TASKS, cells[1:3]):
             r = acc.loc[(prod, task)]
