@@ -75,13 +75,14 @@ def atomic_write(path: str | os.PathLike, data: str | bytes, *, mode: int | None
     return p
 
 
-def replace_dir(tmp: str | os.PathLike, target: str | os.PathLike) -> None:
+def replace_dir(tmp: str | os.PathLike, target: str | os.PathLike, old_tag: str = "old") -> None:
     """Move the complete folder ``tmp`` to ``target`` (same file system), replacing an existing
-    ``target`` only once the new one is in place: readers see the old folder or the new one."""
+    ``target`` only once the new one is in place: readers see the old folder or the new one. The
+    old folder waits as ``.NAME.OLD_TAG-...`` beside it until the new one is there."""
     tmp, target = Path(tmp), Path(target)
     old = None
     if target.exists():
-        old = target.parent / f".{target.name}.old-{os.getpid()}-{os.urandom(3).hex()}"
+        old = target.parent / f".{target.name}.{old_tag}-{os.getpid()}-{os.urandom(4).hex()}"
         os.replace(target, old)
     try:
         os.replace(tmp, target)

@@ -18,7 +18,7 @@ import shutil
 from pathlib import Path
 
 from llmcombo.errors import UserError
-from llmcombo.fsutil import pid_alive
+from llmcombo.fsutil import pid_alive, replace_dir
 from llmcombo.progress import CancelToken
 
 LINEAGE_FILE = "llmcombo_lineage.json"
@@ -80,21 +80,10 @@ def check_out(out: Path, overwrite: bool, input_dirs: list[Path]) -> None:
 
 def place(tmp: Path, out: Path, overwrite: bool) -> None:
     """Rename the finished folder into place; an old output is replaced only now."""
-    old = None
-    if out.exists():
-        if not overwrite:
-            raise UserError(f"the output folder {out} appeared while the run was working; the "
-                            "result was not written.", hint="Run again with another folder.")
-        old = out.parent / f".{out.name}.{OLD_TAG}-{os.getpid()}-{os.urandom(4).hex()}"
-        os.rename(out, old)
-    try:
-        os.rename(tmp, out)
-    except OSError:
-        if old is not None:
-            os.rename(old, out)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    if out.exists() and not overwrite:
+        raise UserError(f"the output folder {out} appeared while the run was working; the "
+                        "result was not written.", hint="Run again with another folder.")
+    replace_dir(tmp, out, old_tag=OLD_TAG)
 
 
 # ---------------------------------------------------------------------------------------------
