@@ -225,10 +225,9 @@ class App:
             refresh()
 
     def _on_run_done(self, result: Any) -> None:
-        from pathlib import Path
 
-        name = Path(str(result.path)).name
-        self.evaluate_panel.refresh(select=name)
+        # the new run, beside the models it was made from: Evaluate is one click away
+        self.evaluate_panel.refresh(select=self.evaluate_model.with_parents(result.path))
         self.publish_panel.refresh()
         if "Ensembles" in self._panels:
             self._panels["Ensembles"].refresh()

@@ -115,6 +115,21 @@ class EvaluateModel:
                 out.append((f"{name}: {ref}", name))
         return out
 
+    def with_parents(self, folder: str | os.PathLike) -> list[str]:
+        """The product names of a run's output ``folder`` and of the products it was made from
+        (the models and base of its configuration that the picker offers), so that a finished
+        run is evaluated beside its parents."""
+        from llmcombo.productline import model_slots
+
+        by_ref = {r: n for n, r in self.products().items()}
+        name = by_ref.get(str(folder))
+        record = next((r for r in self.runs() if str(r.path) == str(folder)), None)
+        if name is None or record is None:
+            return []
+        parents = [by_ref[slot.ref] for slot in model_slots(record.configuration)
+                   if slot.role != "tokenizer" and slot.ref in by_ref]
+        return [name, *dict.fromkeys(p for p in parents if p != name)]
+
     def add_product(self, name: str, ref: str) -> None:
         self.extra[name or Path(ref).name] = ref
 

@@ -4,6 +4,7 @@ and the files on the right."""
 from __future__ import annotations
 
 import html
+from typing import Sequence
 
 import ipywidgets as W
 
@@ -70,12 +71,14 @@ class EvaluatePanel:
         model.job.subscribe(self._on_job)
         self.refresh()
 
-    def refresh(self, select: str | None = None) -> None:
+    def refresh(self, select: str | Sequence[str] | None = None) -> None:
+        """Offer every product again, keeping the choice; ``select`` adds products to it."""
         labels = self.model.labels()
         names = [n for _l, n in labels]
         chosen = [n for n in self.products.value if n in names]
-        if select and select in names and select not in chosen:
-            chosen.append(select)
+        for extra in [select] if isinstance(select, str) else (select or []):
+            if extra in names and extra not in chosen:
+                chosen.append(extra)
         _set(self.products, options=labels)
         _set(self.products, value=tuple(chosen))
 

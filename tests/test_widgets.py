@@ -707,3 +707,21 @@ def test_the_hub_search_box_offers_ids_online_and_says_so_offline(monkeypatch):
     c._hub_search(background=False)
     assert "Qwen/Qwen2.5-0.5B" in c._fields["merge.models[0].model"].input.options
     assert "zoo:domotica" in c._fields["merge.models[0].model"].input.options
+
+
+def test_a_finished_run_is_offered_in_evaluate_beside_its_parents(tmp_path):
+    """After a run the Evaluate picker holds the new folder and the models it was made from, so
+    one click on Evaluate compares the merge with its parents."""
+    from types import SimpleNamespace
+
+    out = tmp_path / "outputs"
+    app = App(out_root=str(out), preload_after=None)
+    app.tabs.selected_index = 2  # Evaluate built before the run, as a user who looked first
+    cfg = {"name": "mine", "merge": {"method": "ties", "base_model": "zoo:base", "models": [
+        {"model": "zoo:domotica", "parameters": {"density": 0.5, "weight": 1.0}},
+        {"model": "zoo:tiempo", "parameters": {"density": 0.5, "weight": 1.0}}]}}
+    folder = _fake_run(out / "mine", configuration=cfg)
+    app._on_run_done(SimpleNamespace(path=folder))
+    assert app.evaluate_panel.products.value == ("mine", "base", "domotica", "tiempo")
+    # a folder that is not a run the page knows selects nothing
+    assert app.evaluate_model.with_parents(tmp_path / "nowhere") == []
