@@ -27,8 +27,10 @@ def _all_issue_html(c: Configurator) -> str:
 
 
 def _all_state_text() -> str:
+    from ipywidgets.widgets.widget import _instances  # every live widget (Widget.widgets is deprecated)
+
     out = []
-    for w in list(W.Widget.widgets.values()):
+    for w in list(_instances.values()):
         try:
             out.append(json.dumps(w.get_state(), default=str))
         except Exception:
