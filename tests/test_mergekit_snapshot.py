@@ -133,10 +133,10 @@ def test_building_the_app_alone_imports_nothing_heavy(fresh_cache):
 def test_llmcombo_dashboard_writes_a_missing_snapshot_in_a_child_process(fresh_cache, monkeypatch):
     import time
 
-    from llmcombo import cli
+    from llmcombo import cli_apps
 
     monkeypatch.setattr(R, "is_current", lambda: False)
-    cli._warm_mergekit_snapshot()  # returns at once; the child writes the file
+    cli_apps._warm_mergekit_snapshot()  # returns at once; the child writes the file
     end = time.monotonic() + 240
     while not _files(fresh_cache) and time.monotonic() < end:
         time.sleep(0.5)

@@ -4,9 +4,9 @@ cross-tree constraints, validation, UVL/JSON export). It knows nothing about lan
 from llmcombo.featuremodel.expr import (And, CountCmp, Eq, Expr, Implies, IsSet, Not, Or, Sel,
                                         Selection, any_selected)
 from llmcombo.featuremodel.issues import Issue, error, has_errors, warning
-from llmcombo.featuremodel.model import (MANY, Attribute, Check, Constraint, Context, Feature,
-                                         FeatureModel, Group, alternative, normalise_instance,
-                                         or_group)
+from llmcombo.featuremodel.elements import Attribute, Constraint
+from llmcombo.featuremodel.model import (MANY, Check, Context, Feature, FeatureModel, Group, alternative,
+                                         normalise_instance, or_group)
 from llmcombo.featuremodel.types import (AttrType, BoolType, EnumType, FloatType, GradientType,
                                          IntType, MappingType, ModelRefType, NumberType, RangeType,
                                          StringListType, StringType, scalars_of)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from llmcombo.featuremodel.model import Attribute, Feature, FeatureModel
+from llmcombo.featuremodel.elements import Attribute
+from llmcombo.featuremodel.model import Feature, FeatureModel
 from llmcombo.featuremodel.types import NumberType
 
 

@@ -1,4 +1,5 @@
-"""Validation issues: what validation returns instead of raising."""
+"""Validation issues: what validation returns instead of raising, and how a list of them is
+tidied (:func:`dedupe`) or completed when a rule itself fails (:func:`internal_error`)."""
 
 from __future__ import annotations
 
@@ -48,3 +49,28 @@ def warning(path: str, message: str, hint: str | None = None, code: str = "") ->
 
 def has_errors(issues) -> bool:
     return any(i.severity == "error" for i in issues)
+
+
+def dedupe(issues: list[Issue]) -> list[Issue]:
+    """Drop repeats, a generic "required" error where a constraint explains the same field, and
+    a generic "ignored" warning where a check says more precisely what happens to the field."""
+    explained = {i.path for i in issues if i.code == "requires"}
+    specific = {i.path for i in issues if i.code != "ignored"}
+    seen, out = set(), []
+    for i in issues:
+        key = (i.severity, i.path, i.message)
+        if key in seen or (i.code == "required" and i.path in explained) \
+                or (i.code == "ignored" and i.path in specific):
+            continue
+        seen.add(key)
+        out.append(i)
+    return out
+
+
+def internal_error(path: str, what: str, exc: BaseException) -> Issue:
+    """An error issue for a rule that failed to run: a bug in llmcombo, reported as an error so
+    the configuration is not accepted unchecked."""
+    return Issue("error", path, f"{what} could not be checked because of a bug in llmcombo "
+                 f"({type(exc).__name__}: {exc}).",
+                 "Please report it; meanwhile check this part of the configuration by hand.",
+                 "internal")

@@ -1,4 +1,6 @@
-"""The feature-model metamodel: features, groups, cardinalities, typed attributes, constraints.
+"""The feature-model metamodel: features, groups, cardinalities, global checks, the model, and the
+validation that walks a configuration through it (the leaf elements, attributes and cross-tree
+constraints, are in :mod:`llmcombo.featuremodel.elements`).
 
 A *configuration* is plain data (what YAML gives): a mapping whose keys are the names of selected
 child features and of set attributes; a cloneable feature's value is a list of instances; a feature
@@ -13,63 +15,11 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from llmcombo.featuremodel.expr import Expr, Selection
-from llmcombo.featuremodel.issues import Issue, error, warning
-from llmcombo.featuremodel.types import AttrType
+from llmcombo.featuremodel.elements import Attribute, Constraint
+from llmcombo.featuremodel.expr import Selection
+from llmcombo.featuremodel.issues import Issue, dedupe, error, internal_error, warning
 
 MANY = None  # an unbounded maximum cardinality
-
-
-@dataclass
-class Attribute:
-    """A typed value a feature carries.
-
-    ``required`` / ``required_when``: must be set (always / when the expression holds).
-    ``when``: the attribute only means something when the expression holds; setting it otherwise
-    is a warning (``ignored_hint`` explains). ``defaults`` / ``domains``: conditional defaults and
-    domains, first match wins, falling back to ``default`` / ``type``.
-    """
-
-    name: str
-    type: AttrType
-    default: Any = None
-    required: bool = False
-    required_when: Expr | None = None
-    when: Expr | None = None
-    label: str | None = None
-    description: str | None = None
-    defaults: list[tuple[Expr, Any]] = field(default_factory=list)
-    ignored_hint: str | None = None
-    advanced: bool = False
-    domains: list[tuple[Expr, AttrType]] = field(default_factory=list)
-    path: str = ""
-
-    @property
-    def title(self) -> str:
-        return self.label or self.name.replace("_", " ")
-
-    def default_for(self, sel: Selection | None) -> Any:
-        if sel is not None:
-            for cond, value in self.defaults:
-                if cond.evaluate(sel):
-                    return value
-        return self.default
-
-    def type_for(self, sel: Selection | None) -> AttrType:
-        """The domain in force: the first conditional domain whose condition holds, else ``type``."""
-        if sel is not None:
-            for cond, domain in self.domains:
-                if cond.evaluate(sel):
-                    return domain
-        return self.type
-
-    def is_required(self, sel: Selection | None) -> bool:
-        if self.required:
-            return True
-        return bool(self.required_when is not None and sel is not None and self.required_when.evaluate(sel))
-
-    def is_relevant(self, sel: Selection | None) -> bool:
-        return self.when is None or sel is None or self.when.evaluate(sel)
 
 
 @dataclass
@@ -166,26 +116,6 @@ class Feature:
         yield self
         for c in self.all_children():
             yield from c.walk()
-
-
-@dataclass
-class Constraint:
-    """A cross-tree constraint: ``expr`` must hold. Reported at ``path`` with ``message``."""
-
-    expr: Expr
-    message: str
-    path: str = ""
-    severity: str = "error"
-    hint: str | None = None
-    code: str = "constraint"
-
-    @classmethod
-    def requires(cls, a: Expr, b: Expr, message: str, path: str = "", hint: str | None = None):
-        return cls(a.implies(b), message, path, hint=hint, code="requires")
-
-    @classmethod
-    def excludes(cls, a: Expr, b: Expr, message: str, path: str = "", hint: str | None = None):
-        return cls(a.implies(~b), message, path, hint=hint, code="excludes")
 
 
 @dataclass
@@ -286,7 +216,7 @@ class FeatureModel:
             try:
                 ok = c.expr.evaluate(sel)
             except Exception as exc:  # a bug in a rule must not pass a configuration silently
-                issues.append(_internal(c.path, f"the rule '{c.message}'", exc))
+                issues.append(internal_error(c.path, f"the rule '{c.message}'", exc))
                 continue
             if not ok:
                 issues.append(error(c.path, c.message, c.hint, c.code) if c.severity == "error"
@@ -299,26 +229,9 @@ class FeatureModel:
                 try:
                     issues += chk.fn(data, ctx)
                 except Exception as exc:  # idem: report it, never accept silently
-                    issues.append(_internal("", f"the check of {chk.description or 'the model'}",
-                                            exc))
-        return _dedupe(issues), sel
-
-
-def _dedupe(issues: list[Issue]) -> list[Issue]:
-    """Drop repeats, a generic "required" error where a constraint explains the same field, and
-    a generic "ignored" warning where a check says more precisely what happens to the field."""
-    explained = {i.path for i in issues if i.code == "requires"}
-    specific = {i.path for i in issues if i.code != "ignored"}
-    seen, out = set(), []
-    for i in issues:
-        key = (i.severity, i.path, i.message)
-        if key in seen or (i.code == "required" and i.path in explained) \
-                or (i.code == "ignored" and i.path in specific):
-            continue
-        seen.add(key)
-        out.append(i)
-    return out
-
+                    issues.append(internal_error("", f"the check of {chk.description or 'the model'}",
+                                                 exc))
+        return dedupe(issues), sel
 
 
 def _join(path: str, name: str) -> str:
@@ -531,7 +444,7 @@ class _Walker:
                 try:
                     ok = con.expr.evaluate(scope)
                 except Exception as exc:  # a bug in a rule must not pass silently
-                    self.issues.append(_internal(p, f"the rule '{con.message}'", exc))
+                    self.issues.append(internal_error(p, f"the rule '{con.message}'", exc))
                     continue
                 if not ok:
                     where = p + con.path[len(c.path):] if con.path.startswith(c.path) else p
@@ -540,11 +453,3 @@ class _Walker:
         finally:
             self.selection = outer
 
-
-def _internal(path: str, what: str, exc: BaseException) -> Issue:
-    """An error issue for a rule that failed to run: a bug in llmcombo, reported as an error so
-    the configuration is not accepted unchecked."""
-    return Issue("error", path, f"{what} could not be checked because of a bug in llmcombo "
-                 f"({type(exc).__name__}: {exc}).",
-                 "Please report it; meanwhile check this part of the configuration by hand.",
-                 "internal")

@@ -18,7 +18,10 @@ The wing, top to bottom:
   apply to the parents, their parameters over their domains, gradients and filters, ensembles;
 * :mod:`~llmcombo.search.data` -- validation / test splits of the tasks;
 * :mod:`~llmcombo.search.study` -- Optuna: the study on disk, samplers, the trials frame, the best;
-* :mod:`~llmcombo.search.driver` -- the loop (:func:`search`);
+* :mod:`~llmcombo.search.loading` -- reading the specification: the validated plan, model
+  references any worker can load, the hash that identifies a study;
+* :mod:`~llmcombo.search.driver` -- the loop (:func:`search`); :mod:`~llmcombo.search.cache`
+  -- the products it measured, by configuration hash (``OUT/trials``);
 * :mod:`~llmcombo.search.worker`, :mod:`~llmcombo.search.executors` -- building and measuring
   products in memory, in this process, a local pool or on Ray (imported only for ``ray=``);
 * :mod:`~llmcombo.search.report`, :mod:`~llmcombo.search.plots` -- outputs and figures.

@@ -14,7 +14,6 @@ running is run again.
 
 from __future__ import annotations
 
-import copy
 import datetime as _dt
 import json
 import math
@@ -23,16 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from llmcombo.errors import UserError, raise_for_errors
-from llmcombo.fsutil import atomic_write, config_hash
+from llmcombo.errors import UserError
+from llmcombo.fsutil import config_hash
 from llmcombo.progress import CancelToken, as_progress
 from llmcombo.search import study as S
+from llmcombo.search.cache import CACHE_DIR, ResultCache
+from llmcombo.search.loading import load_spec, resolution, spec_hash, substitute
 from llmcombo.search.space import Candidate, Space
 
-CACHE_DIR = "trials"
 MAX_INFEASIBLE_STREAK = 200
-SPEC_KEYS = ("models", "base_model", "tasks", "objective", "cost", "sampler", "seed", "space",
-             "evaluation", "dtype")  # what makes two searches the same study (not the budget)
 
 
 @dataclass
@@ -66,114 +64,6 @@ class SearchResult:
 
 
 # ---------------------------------------------------------------------------------------------
-# specification
-# ---------------------------------------------------------------------------------------------
-
-
-def load_spec(spec: Any, *, trials: int | None = None, minutes: float | None = None,
-              workers: int | None = None):
-    """The validated plan of a search specification (a path, a dict or a Configuration), with
-    the budget overrides applied first (so ``trials=0`` is refused like ``trials: 0``)."""
-    from llmcombo.configuration import Configuration
-    from llmcombo.importer import load_any
-    from llmcombo.plan import Plan, make_plan
-
-    if isinstance(spec, Plan):
-        config = spec.config
-    elif isinstance(spec, (str, Path)):
-        config = load_any(spec)
-    else:
-        config = spec
-    if not isinstance(config, dict) or "search" not in config:
-        raise UserError("this is not a search specification: it has no 'search' key.",
-                        hint="Start from the example in the README's Search section, or pick "
-                             "Search in the form.")
-    base_dir = getattr(config, "base_dir", None)
-    data = copy.deepcopy(dict(config))
-    body = data["search"] if isinstance(data["search"], dict) else {}
-    for key, value in (("trials", trials), ("minutes", minutes), ("workers", workers)):
-        if value is not None:
-            body[key] = value
-    data["search"] = body
-    cfg = Configuration(data, base_dir=base_dir, source=getattr(config, "source", None))
-    from llmcombo.productline import feature_model
-
-    issues = feature_model().validate(dict(cfg))
-    raise_for_errors(issues, "the search specification is not valid")
-    plan = make_plan(cfg, issues=issues).with_preflight()
-    raise_for_errors(plan.preflight or (), "the search was refused before any trial")
-    return plan
-
-
-def _resolution(plan) -> dict[str, str]:
-    """Written model reference -> what a worker anywhere can load (absolute folders; zoo: and hub
-    ids stay as written)."""
-    import os
-
-    from llmcombo import modelref
-
-    out = {}
-    for slot in plan.slots:
-        try:
-            path = modelref.resolve(slot.ref, plan.base_dir)
-        except UserError:
-            continue
-        if os.path.isdir(path) and not slot.ref.startswith("zoo:"):
-            out[slot.ref] = os.path.abspath(path)
-    return out
-
-
-def _substitute(data: Any, mapping: dict[str, str]) -> Any:
-    if isinstance(data, dict):
-        return {k: _substitute(v, mapping) for k, v in data.items()}
-    if isinstance(data, list):
-        return [_substitute(v, mapping) for v in data]
-    if isinstance(data, str):
-        return mapping.get(data, data)
-    return data
-
-
-def spec_hash(doc: dict) -> str:
-    return config_hash({k: doc.get(k) for k in SPEC_KEYS})
-
-
-# ---------------------------------------------------------------------------------------------
-# the cache of measured products
-# ---------------------------------------------------------------------------------------------
-
-
-class ResultCache:
-    """Measured products by configuration hash, one JSON file each (written atomically): a
-    product is never built twice, and a resumed search finds what it already measured."""
-
-    def __init__(self, folder: Path):
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self._mem: dict[str, dict] = {}
-
-    def key(self, config: dict, split: str) -> str:
-        return config_hash(config, split)
-
-    def get(self, key: str) -> dict | None:
-        if key in self._mem:
-            return self._mem[key]
-        p = self.folder / f"{key}.json"
-        if p.is_file():
-            try:
-                self._mem[key] = json.loads(p.read_text(encoding="utf-8"))
-                return self._mem[key]
-            except ValueError:
-                return None
-        return None
-
-    def put(self, key: str, result: dict) -> None:
-        if result.get("status") != "ok":
-            return  # a failure may be the machine's (memory): try again next time
-        self._mem[key] = result
-        atomic_write(self.folder / f"{key}.json", json.dumps(result, default=str))
-
-
-# ---------------------------------------------------------------------------------------------
 # the search
 # ---------------------------------------------------------------------------------------------
 
@@ -195,7 +85,7 @@ class SearchRun:
         self.cancel = cancel
         self.on_trial = on_trial
         self.log = log
-        self.mapping = _resolution(plan)
+        self.mapping = resolution(plan)
         self.cache = ResultCache(out / CACHE_DIR)
         self.timings: dict[str, float] = {}
         self.counts = {"complete": 0, "failed": 0, "infeasible": 0, "cached": 0}
@@ -483,7 +373,7 @@ class SearchRun:
     def portable(self, config: dict) -> dict:
         """``config`` with local model folders written absolute (zoo: and hub ids as written):
         what loads from any folder, any process, any machine that has the same paths."""
-        return _substitute(config, self.mapping)
+        return substitute(config, self.mapping)
 
     def trials(self):
         """The study so far as a tidy frame (:func:`llmcombo.search.study.trials_frame`)."""
