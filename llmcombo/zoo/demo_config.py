@@ -45,7 +45,6 @@ class Settings:
                    30, 100)
 
 
-
 def merge_configs() -> dict[str, dict]:
     """The five merges and the MoE of the demo (shipped presets; task arithmetic written here)."""
     from llmcombo.configuration import load_preset
