@@ -29,6 +29,9 @@ A product is anything :func:`llmcombo.ensemble.load_product` accepts (model fold
 Long evaluations report progress through ``progress``: ``None`` (a tqdm bar when stderr is a
 terminal), an object with ``start/update/close`` (:class:`llmcombo.run.Progress`, what the widgets
 implement) or a callable ``fn(done, total, desc)``.
+
+The frame itself (columns, rows, intervals, CSV io) is :mod:`llmcombo.tidy`; the
+lm-evaluation-harness bridge is :mod:`llmcombo.lmeval`. Both are re-exported here.
 """
 
 from __future__ import annotations
@@ -36,95 +39,20 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from llmcombo.datasets import (Dataset, Example, dataset, load_examples, normalize_answer,
                                read_texts, task_names)
-from llmcombo.errors import OfflineError, UserError
+from llmcombo.errors import UserError
+from llmcombo.lmeval import evaluate_lm_eval, lm_eval_frame
 from llmcombo.progress import as_progress, phase
-
-COLUMNS = ["product", "task", "metric", "value", "n", "ci_low", "ci_high"]
-Z95 = 1.959963984540054
-
-
-# ---------------------------------------------------------------------------------------------
-# intervals
-# ---------------------------------------------------------------------------------------------
-
-
-def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """The Wilson score interval of a proportion ``successes / n`` (95 % by default).
-    ``n == 0`` gives ``(nan, nan)``."""
-    if n <= 0:
-        return (math.nan, math.nan)
-    if not 0 <= successes <= n:
-        raise ValueError(f"successes must be between 0 and n, not {successes} of {n}")
-    p = successes / n
-    denom = 1 + z * z / n
-    center = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    lo = 0.0 if successes == 0 else max(0.0, center - half)
-    hi = 1.0 if successes == n else min(1.0, center + half)
-    return (lo, hi)
-
-
-def bootstrap_perplexity_interval(nll_sums: Sequence[float], token_counts: Sequence[int], *,
-                                  resamples: int = 1000, seed: int = 0,
-                                  level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap of ``exp(sum nll / sum tokens)`` resampling whole texts."""
-    import numpy as np
-
-    nll = np.asarray(nll_sums, dtype=np.float64)
-    tok = np.asarray(token_counts, dtype=np.float64)
-    if len(nll) == 0:
-        return (math.nan, math.nan)
-    if len(nll) == 1:
-        v = math.exp(nll[0] / tok[0])
-        return (v, v)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(nll), size=(resamples, len(nll)))
-    stats = np.exp(nll[idx].sum(1) / np.maximum(tok[idx].sum(1), 1))
-    alpha = (1 - level) / 2
-    lo, hi = np.quantile(stats, [alpha, 1 - alpha])
-    return (float(lo), float(hi))
-
-
-def row(product: str, task: str, metric: str, value: float, n: int, ci_low: float = math.nan,
-        ci_high: float = math.nan, **extra: Any) -> dict:
-    """One tidy result row (extra columns are allowed and kept)."""
-    return {"product": product, "task": task, "metric": metric, "value": float(value), "n": int(n),
-            "ci_low": float(ci_low), "ci_high": float(ci_high), **extra}
-
-
-def frame(rows: Iterable[dict]):
-    """A results frame with the standard columns first."""
-    import pandas as pd
-
-    df = pd.DataFrame(list(rows))
-    if df.empty:
-        return pd.DataFrame(columns=COLUMNS)
-    for c in COLUMNS:
-        if c not in df.columns:
-            df[c] = math.nan
-    return df[COLUMNS + [c for c in df.columns if c not in COLUMNS]]
+from llmcombo.tidy import (COLUMNS, Z95, accuracy_table, bootstrap_perplexity_interval, frame,
+                           load_results, product_name, row, save_results, wilson_interval)
 
 
 # ---------------------------------------------------------------------------------------------
 # products
 # ---------------------------------------------------------------------------------------------
-
-
-def product_name(x: Any) -> str:
-    """A readable default name for a product reference."""
-    if isinstance(x, (str, os.PathLike)):
-        s = str(x)
-        if s.startswith("zoo:"):
-            return s[4:]
-        p = Path(s)
-        return p.stem if p.suffix.lower() in (".yaml", ".yml", ".json") else (p.name or s)
-    if isinstance(x, Mapping):
-        return str(x.get("name") or next((k for k in ("ensemble", "kind") if k in x), "product"))
-    return getattr(x, "name", None) or type(x).__name__.lower()
 
 
 def _products(products: Any) -> dict[str, Any]:
@@ -333,175 +261,10 @@ def sample_generations(products: Any, examples: Any, *, n: int | None = 10,
     return pd.DataFrame(data)
 
 
-# ---------------------------------------------------------------------------------------------
-# saving
-# ---------------------------------------------------------------------------------------------
-
-
-def accuracy_table(df):
-    """Accuracy as a wide table: one row per product (in order of appearance), one column per
-    task."""
-    d = df[df["metric"] == "accuracy"]
-    wide = d.pivot_table(index="product", columns="task", values="value", sort=False)
-    wide.columns.name = wide.index.name = None
-    return wide
-
-
-def save_results(df, path: str | os.PathLike) -> Path:
-    """Write a results frame as CSV atomically (temporary file + rename)."""
-    from llmcombo.fsutil import atomic_write
-
-    return atomic_write(path, df.to_csv(index=False))
-
-
-def load_results(path: str | os.PathLike):
-    """Read a results CSV written by :func:`save_results` (checks the standard columns)."""
-    import pandas as pd
-
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"results file not found: {p}")
-    df = pd.read_csv(p)
-    missing = [c for c in COLUMNS if c not in df.columns]
-    if missing:
-        raise UserError(f"{p} is not a results file: missing columns {', '.join(missing)}.")
-    return df
-
-
-# ---------------------------------------------------------------------------------------------
-# lm-evaluation-harness bridge
-# ---------------------------------------------------------------------------------------------
-
-_OFFLINE_WORDS = ("connection", "offline", "resolve", "network", "unreachable", "timed out",
-                  "max retries", "couldn't reach", "could not reach", "hf_hub_offline",
-                  "name or service not known", "temporary failure")
-
-
-def _looks_offline(exc: BaseException) -> bool:
-    if isinstance(exc, (ConnectionError, TimeoutError)):
-        return True
-    text = f"{type(exc).__name__}: {exc}".lower()
-    return any(w in text for w in _OFFLINE_WORDS)
-
-
-def evaluate_lm_eval(product: Any, tasks: Sequence[str] | str, *, name: str | None = None,
-                     limit: int | float | None = None, num_fewshot: int | None = None,
-                     batch_size: int | str = 8, device: str | None = None,
-                     include_path: str | os.PathLike | None = None, **kwargs: Any):
-    """Run lm-evaluation-harness tasks (``hellaswag``, ``arc_easy``...) on a single-model product
-    and return tidy rows (one per task and metric; the interval is value +- 1.96 x the harness's
-    standard error).
-
-    Needs the ``lm-eval`` extra (``pip install 'llmcombo[lm-eval]'``) and the tasks' datasets
-    (downloaded from the Hugging Face Hub, or already in the datasets cache). ``include_path``
-    is a folder of your own lm-eval task YAML files (e.g. ``dataset_path: json`` with local
-    ``data_files``), which run fully offline. Raises :class:`UserError` when lm-eval is not
-    installed, the product is an ensemble or a task is unknown, and :class:`OfflineError` when
-    the data cannot be downloaded.
-    """
-    try:
-        import lm_eval  # noqa: F401
-    except ImportError:
-        raise UserError("lm-evaluation-harness is not installed, so lm-eval tasks cannot run.",
-                        hint="pip install 'llmcombo[lm-eval]'  (llmcombo's own task accuracy "
-                             "needs nothing extra: llmcombo.evaluate.evaluate)") from None
-    from llmcombo import modelref
-    from llmcombo.ensemble import products as P
-
-    if isinstance(tasks, str):
-        tasks = [tasks]
-    tasks = [str(t) for t in tasks]
-    if not tasks:
-        raise UserError("no lm-eval task given.", hint="e.g. tasks=['arc_easy']")
-    if isinstance(product, P.SingleModel):
-        ref = product.member.model_ref
-    elif isinstance(product, (str, os.PathLike)) and not (
-            Path(product).is_file() and Path(product).suffix.lower() in (".yaml", ".yml", ".json")):
-        ref = str(product)
-    else:
-        raise UserError("lm-eval scores one language model; ensembles (pipeline, vote, router) "
-                        "have no single set of log-probabilities.",
-                        hint="Run it on a model folder, zoo:NAME or a hub id.")
-    pretrained = modelref.resolve(ref)
-    label = name or product_name(product if isinstance(product, (str, os.PathLike)) else ref)
-    if include_path is not None and not Path(include_path).is_dir():
-        raise UserError(f"include_path {include_path} is not a folder of lm-eval task YAML files.",
-                        hint="Point it at the folder that holds your task .yaml files.")
-    manager = None
-    try:
-        from lm_eval.tasks import TaskManager
-
-        manager = (TaskManager(include_path=str(include_path)) if include_path is not None
-                   else TaskManager())
-        known = set(manager.all_tasks)
-    except Exception:  # older or stripped-down harness: let simple_evaluate judge
-        known = None
-    if manager is not None:
-        kwargs.setdefault("task_manager", manager)
-    if known is not None:
-        unknown = [t for t in tasks if t not in known]
-        if unknown:
-            import difflib
-
-            close = difflib.get_close_matches(unknown[0], sorted(known), n=3)
-            raise UserError(f"unknown lm-eval task(s): {', '.join(unknown)}",
-                            hint=("did you mean " + ", ".join(close) + "?") if close else
-                            "list them with `lm_eval --tasks list`")
-    model_args = f"pretrained={pretrained},dtype=float32"
-    if device is None:  # lm-eval's hf model defaults to cuda, even on a CPU-only machine
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        results = lm_eval.simple_evaluate(model="hf", model_args=model_args, tasks=tasks,
-                                          num_fewshot=num_fewshot, limit=limit,
-                                          batch_size=batch_size, device=device, **kwargs)
-    except Exception as exc:
-        if _looks_offline(exc):
-            raise OfflineError(f"lm-eval could not get the data of {', '.join(tasks)}: {exc}",
-                               hint="lm-eval downloads each task's dataset from the Hugging Face "
-                                    "Hub; run once while online (it is cached), or evaluate on "
-                                    "the zoo tasks / your own JSONL offline (HF_HUB_OFFLINE=1 "
-                                    "makes this fail at once instead of retrying).") from None
-        raise
-    return lm_eval_frame(results, label)
-
-
-# bookkeeping entries of a task's results (lm-eval 0.4.x), not metrics
-_LM_EVAL_NOT_METRICS = {"alias", "sample_len", "sample_count", "samples"}
-# metrics that are proportions: their normal-approximation interval is clipped to [0, 1]
-_LM_EVAL_PROPORTIONS = {"acc", "acc_norm", "exact_match", "em", "f1", "mc1", "mc2", "mcc",
-                        "acc_mutual_info"}
-
-
-def lm_eval_frame(results: Mapping, product: str):
-    """Tidy rows from the dict ``lm_eval.simple_evaluate`` returns."""
-    rows = []
-    n_samples = results.get("n-samples") or {}
-    for task, metrics in (results.get("results") or {}).items():
-        n = n_samples.get(task, {}).get("effective") if isinstance(n_samples, Mapping) else None
-        for key, value in metrics.items():
-            if key in _LM_EVAL_NOT_METRICS or "_stderr" in key or isinstance(value, bool) or \
-                    not isinstance(value, (int, float)):
-                continue
-            metric, _, filt = key.partition(",")
-            err = metrics.get(f"{metric}_stderr,{filt}" if filt else f"{metric}_stderr")
-            lo = hi = math.nan
-            if isinstance(err, (int, float)) and math.isfinite(err):
-                lo, hi = value - Z95 * err, value + Z95 * err
-                if value >= 0:
-                    lo = max(0.0, lo)
-                if metric in _LM_EVAL_PROPORTIONS:
-                    hi = min(1.0, hi)
-            rows.append(row(product, task, metric, value, int(n) if n is not None else -1, lo, hi,
-                            source="lm-eval"))
-    return frame(rows)
-
-
 __all__ = [
-    "COLUMNS", "Dataset", "accuracy_row", "answer_examples", "bootstrap_perplexity_interval",
-    "Example", "dataset", "evaluate", "evaluate_accuracy", "model_and_tokenizer",
-    "evaluate_lm_eval", "evaluate_perplexity", "frame", "lm_eval_frame", "load_examples",
-    "load_results", "perplexity", "product_name", "read_texts", "row", "sample_generations",
-    "save_results", "token_nll", "wilson_interval",
+    "COLUMNS", "Dataset", "Z95", "accuracy_row", "accuracy_table", "answer_examples",
+    "bootstrap_perplexity_interval", "Example", "dataset", "evaluate", "evaluate_accuracy",
+    "model_and_tokenizer", "evaluate_lm_eval", "evaluate_perplexity", "frame", "lm_eval_frame",
+    "load_examples", "load_results", "perplexity", "product_name", "read_texts", "row",
+    "sample_generations", "save_results", "token_nll", "wilson_interval",
 ]

@@ -109,7 +109,7 @@ def _test_products(run, result) -> list[tuple[str, str, str, dict]]:
 
 
 def _test_frame(run, items):
-    from llmcombo.evaluate import frame, row
+    from llmcombo.tidy import frame, row
     from llmcombo.search.space import Candidate
 
     measured = run.measure([(n, k, c) for n, _role, k, c in items], "test")
@@ -159,7 +159,7 @@ def write_outputs(run, result, *, started: _dt.datetime, report: bool = True) ->
     import time
 
     from llmcombo.configuration import dump_yaml
-    from llmcombo.evaluate import save_results
+    from llmcombo.tidy import save_results
     from llmcombo.plots import save_figure
     from llmcombo.search import plots as P
     from llmcombo.sysinfo import machine, versions

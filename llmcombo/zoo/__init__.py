@@ -3,9 +3,11 @@
 * :mod:`~llmcombo.zoo.store` -- where the zoo is (shipped with llmcombo) and what it holds;
   ``zoo:NAME`` references resolve here, never by training;
 * :mod:`~llmcombo.zoo.models` -- training the zoo from scratch (``llmcombo zoo build``);
-* :mod:`~llmcombo.zoo.tasks` -- the two Spanish command tasks (home automation, weather);
+* :mod:`~llmcombo.zoo.tasks` -- the two Spanish command tasks (home automation, weather), drawn
+  from the grammars of :mod:`~llmcombo.zoo.grammars`;
 * :mod:`~llmcombo.zoo.experiments` -- interpolation sweeps and vote scaling on the zoo;
-* :mod:`~llmcombo.zoo.demo` -- ``llmcombo demo``;
+* :mod:`~llmcombo.zoo.demo` -- ``llmcombo demo`` (what it runs: :mod:`~llmcombo.zoo.demo_config`;
+  its tables and report: :mod:`~llmcombo.zoo.demo_report`);
 * :mod:`~llmcombo.zoo.plugin` -- registers ``zoo:`` references, the tasks and their prompt format.
 
 ``from llmcombo import zoo; zoo.model_path("domotica"); zoo.build(DIR)`` -- the names below load on

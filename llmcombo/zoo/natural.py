@@ -12,8 +12,8 @@ from __future__ import annotations
 import random
 
 from llmcombo.datasets import Example
-from llmcombo.zoo.tasks import (_ACCENTS, _CITIES, _DAYS, _DEVICES, _ROOMS, SEED, TASK_NAMES,
-                                _typo, get_task)
+from llmcombo.zoo.grammars import _ACCENTS, _CITIES, _DAYS, _DEVICES, _ROOMS, _typo
+from llmcombo.zoo.tasks import SEED, TASK_NAMES, get_task
 
 
 _MORE_ACCENTS = dict(_ACCENTS, **{
