@@ -19,7 +19,8 @@ import re
 from pathlib import Path
 from typing import TypeGuard
 
-LINEAGE_FILE = "llmcombo_lineage.json"
+from llmcombo.outputs import LINEAGE_FILE
+
 EVAL_FILES = ("evaluation.csv", "eval_results.csv", "results.csv")
 YAML_FILES = ("mergekit_config.yml", "mergekit_moe_config.yml")
 _MAX_EVAL_ROWS = 50

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llmcombo.outputs import LINEAGE_FILE
+
 SESSION_FILE = ".llmcombo-session.json"
-LINEAGE_FILE = "llmcombo_lineage.json"
 VERSION = 1
 
 
