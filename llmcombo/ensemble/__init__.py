@@ -7,8 +7,9 @@
     a = p.answer("apaga la luz del salon")   # Answer(text="LUZ_SL OFF", trace={...})
     p.answer_batch(["...", "..."])           # batched: one generate call per model
 
-The configuration branch lives in :mod:`llmcombo.ensemble.spec` (it registers itself with the
-product line); models are loaded once and shared (:mod:`llmcombo.ensemble.members`); selectors and
+The configuration branch is registered with the product line by :mod:`llmcombo.ensemble.spec`
+(its features in :mod:`llmcombo.ensemble.branch`, its checks in :mod:`llmcombo.ensemble.rules`);
+models are loaded once and shared (:mod:`llmcombo.ensemble.members`); selectors and
 :func:`train_selector` are in :mod:`llmcombo.ensemble.selectors`. Importing this package is cheap:
 torch and transformers load on first use.
 """

@@ -1,7 +1,7 @@
 """Which engine runs each model of an ensemble: ``transformers`` or ``llama_cpp``
 (:mod:`llmcombo.ensemble.llama_backend`). The attributes every member, the selector and a judge
 carry, the rules about them, and their part of the generated spec (used by
-:mod:`llmcombo.ensemble.spec`).
+:mod:`llmcombo.ensemble.branch`, :mod:`llmcombo.ensemble.rules` and :mod:`llmcombo.ensemble.spec`).
 
 Rules (errors only where the engine itself fails): a ``.gguf`` file on ``backend: transformers``
 cannot load; ``llama_cpp`` needs llama-cpp-python and a model whose architecture llama.cpp can
