@@ -24,7 +24,7 @@ BACKENDS = {"transformers": "PyTorch + transformers (the model folder as it is)"
 
 def backend_attributes() -> list[Attribute]:
     """Which engine runs a model (members, the selector, a judge)."""
-    from llmcombo.gguf.export import QUANT_TYPES
+    from llmcombo.gguf.format import QUANT_TYPES
 
     return [
         Attribute("backend", EnumType(tuple(BACKENDS), labels=BACKENDS), default="transformers",
