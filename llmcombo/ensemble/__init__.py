@@ -7,10 +7,12 @@
     a = p.answer("apaga la luz del salon")   # Answer(text="LUZ_SL OFF", trace={...})
     p.answer_batch(["...", "..."])           # batched: one generate call per model
 
-The configuration branch lives in :mod:`llmcombo.ensemble.spec` (it registers itself with the
-product line); models are loaded once and shared (:mod:`llmcombo.ensemble.members`); selectors and
-:func:`train_selector` are in :mod:`llmcombo.ensemble.selectors`. Importing this package is cheap:
-torch and transformers load on first use.
+The configuration branch is registered with the product line by :mod:`llmcombo.ensemble.spec`
+(its features in :mod:`llmcombo.ensemble.branch`, its checks in :mod:`llmcombo.ensemble.rules`);
+models are loaded once and shared (:mod:`llmcombo.ensemble.loading`) and asked to generate, embed
+and score (:mod:`llmcombo.ensemble.members`); selectors and :func:`train_selector` are in
+:mod:`llmcombo.ensemble.selectors`. Importing this package is cheap: torch and transformers load on
+first use.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ _LAZY = {
     "Pipeline": "products", "Vote": "products", "Router": "products", "Member": "products",
     "load_product": "products", "from_spec": "products", "accuracy": "products",
     "train_selector": "selectors", "SelectorReport": "selectors", "Choice": "selectors",
-    "load_model": "members", "clear_cache": "members", "cached_models": "members",
+    "load_model": "loading", "clear_cache": "loading", "cached_models": "loading",
     "to_spec": "spec", "check_models": "spec",
 }
 

@@ -1,7 +1,7 @@
 """Which engine runs each model of an ensemble: ``transformers`` or ``llama_cpp``
 (:mod:`llmcombo.ensemble.llama_backend`). The attributes every member, the selector and a judge
 carry, the rules about them, and their part of the generated spec (used by
-:mod:`llmcombo.ensemble.spec`).
+:mod:`llmcombo.ensemble.branch`, :mod:`llmcombo.ensemble.rules` and :mod:`llmcombo.ensemble.spec`).
 
 Rules (errors only where the engine itself fails): a ``.gguf`` file on ``backend: transformers``
 cannot load; ``llama_cpp`` needs llama-cpp-python and a model whose architecture llama.cpp can
@@ -24,7 +24,7 @@ BACKENDS = {"transformers": "PyTorch + transformers (the model folder as it is)"
 
 def backend_attributes() -> list[Attribute]:
     """Which engine runs a model (members, the selector, a judge)."""
-    from llmcombo.gguf.export import QUANT_TYPES
+    from llmcombo.gguf.format import QUANT_TYPES
 
     return [
         Attribute("backend", EnumType(tuple(BACKENDS), labels=BACKENDS), default="transformers",

@@ -40,7 +40,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from llmcombo.ensemble import members as M
-from llmcombo.ensemble.spec import DEFAULT_TEMPLATE, _fold
+from llmcombo.ensemble.rules import _fold
+from llmcombo.ensemble.spec import DEFAULT_TEMPLATE
 from llmcombo.errors import UserError
 from llmcombo.fsutil import staged_dir
 

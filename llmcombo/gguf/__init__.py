@@ -19,10 +19,10 @@ Needs ``pip install 'llmcombo[llama]'`` (llama-cpp-python builds from source, ab
 from __future__ import annotations
 
 _LAZY = {
-    "export_gguf": "export", "ExportResult": "export", "GGUFError": "export",
-    "QUANT_TYPES": "export", "normalize_quant": "export", "gguf_version": "export",
-    "is_gguf_file": "export", "verify_gguf": "export", "find_converter": "export",
-    "supported_architectures": "export", "llama_cpp_installed": "export",
+    "export_gguf": "export", "ExportResult": "export", "GGUFError": "format",
+    "QUANT_TYPES": "format", "normalize_quant": "format", "gguf_version": "format",
+    "is_gguf_file": "format", "verify_gguf": "export", "find_converter": "tools",
+    "supported_architectures": "tools", "llama_cpp_installed": "export",
     "require_llama_cpp": "export", "INSTALL_HINT": "export",
     "cached_gguf": "cache", "cache_dir": "cache",
 }

@@ -15,9 +15,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from llmcombo.gguf.export import (
-    converter_version, export_gguf, gguf_version, local_model_folder, normalize_quant,
-)
+from llmcombo.gguf.export import export_gguf, local_model_folder
+from llmcombo.gguf.format import gguf_version, normalize_quant
+from llmcombo.gguf.tools import converter_version
 
 ENV_CACHE = "LLMCOMBO_GGUF_CACHE"
 _LOCKS: dict[str, threading.Lock] = {}

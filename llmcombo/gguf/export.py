@@ -1,53 +1,42 @@
-"""GGUF export of one model with llama.cpp's own tools (see :mod:`llmcombo.gguf`)."""
+"""GGUF export of one model with llama.cpp's own tools (see :mod:`llmcombo.gguf`).
+
+The GGUF types, the file header and :class:`GGUFError` are in :mod:`llmcombo.gguf.format`;
+llama.cpp's converter and the running of its tools in :mod:`llmcombo.gguf.tools`. Their public
+names are importable from here too, as before.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import re
-import struct
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from llmcombo.errors import Cancelled, UserError
+from llmcombo.gguf.format import (
+    ALIASES, CONVERTER_TYPES, FTYPES, GGUF_MAGIC, QUANT_TYPES, QUANTIZER_TYPES, GGUFError,
+    gguf_version, is_gguf_file, normalize_quant,
+)
+from llmcombo.gguf.tools import (
+    ENV_CONVERTER, SHIPPED_CONVERTER, _run, check_architecture, converter_version,
+    find_converter, model_architecture, supported_architectures,
+)
 
-ENV_CONVERTER = "LLMCOMBO_LLAMA_CPP_CONVERTER"
-SHIPPED_CONVERTER = Path(__file__).resolve().parent.parent / "_vendor" / "llama_convert"
+__all__ = [
+    "ALIASES", "CONVERTER_TYPES", "ENV_CONVERTER", "FTYPES", "GGUF_MAGIC", "INSTALL_HINT",
+    "QUANTIZER_TYPES", "QUANT_TYPES", "SHIPPED_CONVERTER", "SMALL_MODEL_BYTES", "ExportResult",
+    "GGUFError", "check_architecture", "converter_version", "export_gguf", "find_converter",
+    "gguf_version", "is_gguf_file", "llama_cpp_installed", "local_model_folder",
+    "model_architecture", "normalize_quant", "require_llama_cpp", "supported_architectures",
+    "verify_gguf",
+]
+
 INSTALL_HINT = ("pip install 'llmcombo[llama]' (PyPI has no llama-cpp-python wheel for most "
                 "platforms: pip builds llama.cpp from source, about 10 minutes the first time)")
-GGUF_MAGIC = b"GGUF"
-
-# what llama.cpp's converter writes itself (--outtype)
-CONVERTER_TYPES = ("f32", "f16", "bf16", "q8_0")
-# what llama_model_quantize writes from a converted file: llama_ftype numbers (LLAMA_FTYPE_MOSTLY_*
-# in llama.h; tests/test_gguf.py checks them against the installed llama_cpp)
-QUANTIZER_TYPES = {
-    "q6_k": 18, "q5_k_m": 17, "q5_k_s": 16, "q5_0": 8, "q5_1": 9, "q4_k_m": 15, "q4_k_s": 14,
-    "q4_0": 2, "q4_1": 3, "q3_k_l": 13, "q3_k_m": 12, "q3_k_s": 11, "q2_k": 10, "iq4_nl": 25,
-    "iq4_xs": 30,
-}
-QUANT_TYPES = CONVERTER_TYPES + tuple(QUANTIZER_TYPES)
-# llama_ftype of the converter's types, for re-encoding a GGUF file with the quantiser
-FTYPES = {"f32": 0, "f16": 1, "q8_0": 7, "bf16": 32, **QUANTIZER_TYPES}
-ALIASES = {"float32": "f32", "fp32": "f32", "float16": "f16", "fp16": "f16", "half": "f16",
-           "bfloat16": "bf16", "q8": "q8_0", "q4_k": "q4_k_m", "q5_k": "q5_k_m", "q3_k": "q3_k_m",
-           "q6": "q6_k"}
 SMALL_MODEL_BYTES = 2 * 2**30  # below: quantise from an f32 conversion; above: from the 16-bit one
-
-
-class GGUFError(UserError):
-    """A GGUF export or file that cannot work; ``log`` keeps the tool's own output."""
-
-    def __init__(self, message: str, *, hint: str | None = None, log: str = "",
-                 field: str | None = None):
-        super().__init__(message, hint=hint, field=field)
-        self.log = log
 
 
 @dataclass
@@ -73,23 +62,8 @@ class ExportResult:
 
 
 # ---------------------------------------------------------------------------------------------
-# checks that need no model
+# checks that need no model (the GGUF types and header: llmcombo.gguf.format)
 # ---------------------------------------------------------------------------------------------
-
-
-def normalize_quant(quant: str) -> str:
-    """``"Q4_K_M"``, ``"q4-k-m"``, ``"fp16"`` -> the canonical name; an unknown name is a
-    :class:`GGUFError` that lists the valid ones."""
-    q = str(quant).strip().lower().replace("-", "_")
-    q = ALIASES.get(q, q)
-    if q in QUANT_TYPES:
-        return q
-    import difflib
-
-    close = difflib.get_close_matches(q, QUANT_TYPES, n=1, cutoff=0.6)
-    raise GGUFError(f"unknown GGUF type {quant!r}" + (f" (did you mean {close[0]}?)" if close
-                                                     else ""),
-                    field="quant", hint="use one of " + ", ".join(QUANT_TYPES))
 
 
 def llama_cpp_installed() -> bool:
@@ -103,110 +77,6 @@ def require_llama_cpp(what: str = "GGUF export") -> None:
     if not llama_cpp_installed():
         raise GGUFError(f"{what} needs llama-cpp-python, which is not installed.",
                         hint=INSTALL_HINT)
-
-
-def gguf_version(path: str | os.PathLike) -> int:
-    """The GGUF version of the file ``path``; a :class:`GGUFError` when it is not a GGUF file."""
-    p = Path(path)
-    if p.is_dir():
-        raise GGUFError(f"{p} is a folder, not a GGUF file.",
-                        hint="Give the .gguf file, or the model folder with backend llama_cpp "
-                             "(converted once and cached).")
-    try:
-        with open(p, "rb") as fh:
-            head = fh.read(8)
-    except FileNotFoundError:
-        raise GGUFError(f"GGUF file not found: {p}", hint="Check the path.") from None
-    except OSError as exc:
-        raise GGUFError(f"cannot read {p}: {exc.strerror or exc}") from None
-    if len(head) < 8 or head[:4] != GGUF_MAGIC:
-        raise GGUFError(f"{p} is not a GGUF file (it starts with {head[:4]!r}, not b'GGUF').",
-                        hint="Export a model with `llmcombo export-gguf MODEL OUT.gguf`, or pick "
-                             "the .gguf file.")
-    return struct.unpack("<I", head[4:8])[0]
-
-
-def is_gguf_file(path: str | os.PathLike) -> bool:
-    try:
-        gguf_version(path)
-        return True
-    except GGUFError:
-        return False
-
-
-# ---------------------------------------------------------------------------------------------
-# the converter
-# ---------------------------------------------------------------------------------------------
-
-
-def _is_converter_dir(d: Path) -> bool:
-    return ((d / "convert_hf_to_gguf.py").is_file() and (d / "conversion").is_dir()
-            and (d / "gguf-py" / "gguf").is_dir())
-
-
-def find_converter() -> Path:
-    """llama.cpp's converter: ``$LLMCOMBO_LLAMA_CPP_CONVERTER`` (a llama.cpp checkout) or the copy
-    shipped with llmcombo (``llmcombo/_vendor/llama_convert``, from the pinned llama-cpp-python)."""
-    env = os.environ.get(ENV_CONVERTER, "").strip()
-    if env:
-        d = Path(env).expanduser()
-        if not _is_converter_dir(d):
-            raise GGUFError(f"{ENV_CONVERTER}={env} is not a llama.cpp converter folder.",
-                            field=ENV_CONVERTER, hint="It must hold convert_hf_to_gguf.py, "
-                            "conversion/ and gguf-py/ (a llama.cpp checkout); or unset it.")
-        return d
-    if _is_converter_dir(SHIPPED_CONVERTER):
-        return SHIPPED_CONVERTER
-    raise GGUFError("llama.cpp's converter is missing from this llmcombo installation.",
-                    hint=f"Reinstall llmcombo, or set {ENV_CONVERTER} to a llama.cpp checkout.")
-
-
-def converter_version() -> str:
-    """The llama-cpp-python version the shipped converter comes from (``VERSION.json``), or the
-    override's path."""
-    conv = find_converter()
-    try:
-        return json.loads((conv / "VERSION.json").read_text(encoding="utf-8"))["llama_cpp_python"]
-    except (OSError, ValueError, KeyError):
-        return f"custom:{conv}"
-
-
-@lru_cache(maxsize=4)
-def _architectures(conv: str) -> frozenset[str]:
-    names: set[str] = set()
-    for f in (Path(conv) / "conversion").glob("*.py"):
-        for args in re.findall(r"ModelBase\.register\(([^)]*)\)", f.read_text(encoding="utf-8")):
-            names.update(re.findall(r"[\"']([A-Za-z0-9_]+)[\"']", args))
-    return frozenset(names)
-
-
-def supported_architectures() -> frozenset[str]:
-    """The Hugging Face ``architectures`` names llama.cpp's converter knows (read from its source,
-    without importing torch)."""
-    return _architectures(str(find_converter()))
-
-
-def model_architecture(folder: str | os.PathLike) -> str:
-    cfg_path = Path(folder) / "config.json"
-    try:
-        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise GGUFError(f"{folder} has no config.json, so it is not a model folder.") from None
-    except (OSError, ValueError) as exc:
-        raise GGUFError(f"cannot read {cfg_path}: {exc}") from None
-    archs = cfg.get("architectures") or (cfg.get("text_config") or {}).get("architectures") or []
-    if not archs:
-        raise GGUFError(f"{cfg_path} names no architecture ('architectures' is missing).",
-                        hint="Save the model with transformers' save_pretrained.")
-    return str(archs[0])
-
-
-def check_architecture(arch: str, field: str | None = None) -> None:
-    if arch not in supported_architectures():
-        raise GGUFError(f"llama.cpp cannot convert the architecture {arch}.", field=field,
-                        hint="GGUF export and the llama_cpp backend work for the architectures "
-                             "llama.cpp knows (Llama, Mistral, Mixtral, Qwen, Gemma, Phi, GPT-2, "
-                             "...); use backend: transformers for this model.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -249,73 +119,8 @@ def local_model_folder(ref: Any, base_dir=None) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------
-# running the tools
+# verifying and exporting
 # ---------------------------------------------------------------------------------------------
-
-_KNOWN_FAILURES = [
-    (r"Model (\S+) is not supported", "llama.cpp cannot convert the architecture {0}.",
-     "GGUF export works for the architectures llama.cpp knows (Llama, Mistral, Mixtral, Qwen, "
-     "Gemma, Phi, GPT-2, ...)."),
-    (r"BPE pre-tokenizer was not recognized|Cannot find Llama BPE tokenizer|"
-     r"Cannot find tokenizer", "llama.cpp does not recognise this model's tokenizer.",
-     "llama.cpp reads SentencePiece tokenizers (tokenizer.model), Llama-2-style tokenizer.json "
-     "files (BPE with byte_fallback) and the byte-level BPE tokenizers of the models it knows; "
-     "retrain or save the tokenizer in one of those shapes, or use backend: transformers."),
-    (r"No module named '(sentencepiece|google\.protobuf|google)'",
-     "llama.cpp's converter needs the Python package {0} for this tokenizer.",
-     "pip install 'llmcombo[llama]' (it brings sentencepiece and protobuf)."),
-    (r"Can not map tensor '([^']+)'", "llama.cpp cannot map the tensor {0} of this model.",
-     "The model has weights its architecture does not have in llama.cpp."),
-    (r"KeyError: '([^']+)'", "llama.cpp's converter expects '{0}' in config.json, which this "
-     "model's config lacks.", "The config may come from a newer transformers than this converter "
-     "knows; add the key by hand, or update llmcombo's converter copy."),
-    (r"No space left on device", "the disk is full.", "Free some space and export again."),
-    (r"ncols \d+ not divisible|requires imatrix|importance matrix",
-     "llama.cpp cannot quantise this model to the requested type.",
-     "Use q8_0, q6_k, q5_k_m or q4_k_m."),
-]
-
-
-def _explain(log: str, what: str) -> GGUFError:
-    for pattern, message, hint in _KNOWN_FAILURES:
-        m = re.search(pattern, log)
-        if m:
-            return GGUFError(message.format(*m.groups()), hint=hint, log=log)
-    tail = "\n".join(log.strip().splitlines()[-8:])
-    return GGUFError(f"{what} failed:\n{tail}", log=log)
-
-
-def _run(cmd: list[str], what: str, timeout: float | None, cancel=None) -> str:
-    env = dict(os.environ)
-    env.pop("NO_LOCAL_GGUF", None)  # the converter must use its own gguf-py
-    env.setdefault("PYTHONIOENCODING", "utf-8")
-    env.setdefault("TOKENIZERS_PARALLELISM", "false")
-    with tempfile.TemporaryFile() as log_file:
-        proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=env,
-                                stdin=subprocess.DEVNULL)
-        started = time.monotonic()
-        try:
-            while True:
-                try:
-                    rc = proc.wait(timeout=0.2)
-                    break
-                except subprocess.TimeoutExpired:
-                    if cancel is not None and cancel.cancelled:
-                        raise Cancelled(f"{what} was cancelled") from None
-                    if timeout is not None and time.monotonic() - started > timeout:
-                        raise GGUFError(f"{what} took longer than {timeout:.0f} s and was "
-                                        "stopped.") from None
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
-        log_file.seek(0)
-        log = log_file.read().decode("utf-8", errors="replace")
-    if rc != 0:
-        if rc < 0 or rc == 134:  # killed by a signal (GGML_ASSERT -> abort)
-            log += f"\n(the process was stopped by signal {-rc if rc < 0 else 6})"
-        raise _explain(log, what)
-    return log
 
 
 def verify_gguf(path: str | os.PathLike, model_dir: str | os.PathLike | None = None,
