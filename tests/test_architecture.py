@@ -9,7 +9,7 @@ import sys
 
 import importgraph
 
-MAX_LINES = 600  # the goal is <= 500; the README reports the largest module
+MAX_LINES = 500  # issue 9: the largest module at most 500 lines
 
 
 def test_no_import_cycles():

@@ -469,8 +469,7 @@ def load_llama(ref: Any, base_dir=None, *, quant: str = "f16", threads: int | No
     once to a cached GGUF of type ``quant``: :func:`llmcombo.gguf.cached_gguf`) loaded once per
     (file, content); ``threads`` changes the loaded model's threads."""
     from llmcombo.gguf.cache import cached_gguf
-    from llmcombo.gguf.export import require_llama_cpp
-    from llmcombo.gguf.format import normalize_quant
+    from llmcombo.gguf.export import normalize_quant, require_llama_cpp
 
     require_llama_cpp("the llama_cpp backend")  # before converting anything
     q = normalize_quant(quant)

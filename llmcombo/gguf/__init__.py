@@ -11,7 +11,7 @@ points at another llama.cpp checkout) writes f32/f16/bf16/q8_0 in a child proces
 ``llama_model_quantize`` from llama-cpp-python writes the other types (q4_k_m, q5_k_m, q6_k ...)
 in another. The result is loaded by the installed llama.cpp, its tokenization compared with
 transformers', and only then moved into place. :func:`cached_gguf` converts a model folder once
-for the ``llama_cpp`` backend of ensemble members (:mod:`llmcombo.ensemble.llama_cpp`).
+for the ``llama_cpp`` backend of ensemble members (:mod:`llmcombo.ensemble.llama_backend`).
 
 Needs ``pip install 'llmcombo[llama]'`` (llama-cpp-python builds from source, about 10 minutes).
 """
