@@ -45,18 +45,22 @@ def _process_started() -> float | None:
         return None
 
 
-GETTING_STARTED = (
-    ("1 Configure", "pick a preset or a method and the models; the YAML on the right is what runs"),
-    ("2 Run", "build the merge or mixture of experts into a folder, with progress and Cancel"),
-    ("3 Evaluate", "score it and its parents on held-out prompts: table, plot, what it means"),
-    ("4 Ensembles", "ask a router, a vote or a pipeline; see how each answer was reached"),
-    ("5 Publish", "write the model card and upload to the Hugging Face Hub (a dry run first)"),
-)
+GETTING_STARTED = {
+    "Configure": "pick a preset or a method and the models; the YAML on the right is what runs",
+    "Run": "build the merge or mixture of experts into a folder, with progress and Cancel",
+    "Evaluate": "score it and its parents on held-out prompts: table, plot, what it means",
+    "Ensembles": "ask a router, a vote or a pipeline; see how each answer was reached",
+    "Publish": "write the model card and upload to the Hugging Face Hub (a dry run first)",
+}
 
 
-def getting_started_html() -> str:
-    steps = "".join(f"<div class='llmcombo-step'><b>{html.escape(t)}</b><br>{html.escape(d)}</div>"
-                    for t, d in GETTING_STARTED)
+def getting_started_html(titles: list[str] | None = None) -> str:
+    """The strip of steps above the form: one per tab, numbered in the tabs' order (a tab added
+    with :func:`register_tab` and a ``step`` line has its step too)."""
+    lines = {**GETTING_STARTED, **{t: step for t, _f, _a, step in _EXTRA_TABS if step}}
+    titles = [t for t in (titles or list(GETTING_STARTED)) if t in lines]
+    steps = "".join(f"<div class='llmcombo-step'><b>{i} {html.escape(t)}</b><br>"
+                    f"{html.escape(lines[t])}</div>" for i, t in enumerate(titles, 1))
     return f"<div class='llmcombo-steps'>{steps}</div>"
 
 
@@ -76,15 +80,16 @@ def zoo_status() -> tuple[bool, str]:
         return False, f"The zoo could not be checked: {exc}"
 
 
-_EXTRA_TABS: list[tuple[str, Any, str | None]] = []
+_EXTRA_TABS: list[tuple[str, Any, str | None, str | None]] = []
 
 
-def register_tab(title: str, factory, after: str | None = None) -> None:
+def register_tab(title: str, factory, after: str | None = None, step: str | None = None) -> None:
     """Add a tab to every App made from now on: ``factory(app)`` returns a panel with
     ``.widget`` (and optionally ``.refresh()``), built the first time the tab is shown; the tab
-    goes after the tab ``after`` (default: last)."""
+    goes after the tab ``after`` (default: last); ``step`` is its line in the getting-started
+    strip."""
     global _EXTRA_TABS
-    _EXTRA_TABS = [t for t in _EXTRA_TABS if t[0] != title] + [(title, factory, after)]
+    _EXTRA_TABS = [t for t in _EXTRA_TABS if t[0] != title] + [(title, factory, after, step)]
 
 
 class App:
@@ -120,7 +125,7 @@ class App:
         self._panels: dict[str, Any] = {}
         self.tab_titles = list(self.TABS)
         self._extra = {}
-        for title, factory, after in _EXTRA_TABS:
+        for title, factory, after, _step in _EXTRA_TABS:
             at = self.tab_titles.index(after) + 1 if after in self.tab_titles else len(self.tab_titles)
             self.tab_titles.insert(at, title)
             self._extra[title] = factory
@@ -133,7 +138,7 @@ class App:
                              "came back from the last session.", "info", "llmcombo-restored")
         if self.session.error:
             welcome += status(self.session.error, "info")
-        intro = W.HTML(getting_started_html() + welcome
+        intro = W.HTML(getting_started_html(self.tab_titles) + welcome
                        + (status(zoo_line, "info", "llmcombo-zoo-missing") if not ok else ""))
         intro.add_class("llmcombo-getting-started")
         configure = W.VBox([intro, self.configurator.widget])
@@ -250,4 +255,5 @@ def _search_tab(app):  # its own module: llmcombo_widgets.search_panel
     return SearchPanel.for_app(app)
 
 
-register_tab("Search", _search_tab)
+register_tab("Search", _search_tab,
+             step="let a search try many merges of your models and keep the best, beside the presets")

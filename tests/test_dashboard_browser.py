@@ -140,6 +140,11 @@ def _select_products(page, prefixes: list[str]) -> None:
            }""", prefixes)
 
 
+def _selected_products(page) -> list[str]:
+    return page.locator(".llmcombo-eval-products select").evaluate(
+        r"el => [...el.selectedOptions].map(o => o.textContent.split(/[\s:]/)[0])")
+
+
 def _accuracy_table(page) -> dict:
     """{product: {task: value}} read from the Evaluate table as the page shows it (percent)."""
     rows = page.locator(".llmcombo-eval-table table").evaluate(
@@ -359,7 +364,9 @@ def test_dashboard_end_to_end(server, zoo_dir):
 
             # -- evaluate: the table is the folder's own evaluation -----------------------------
             _tab(page, "Evaluate")
-            _select_products(page, ["ties-demo", "domotica:", "tiempo:"])
+            # the finished run is already picked, beside the models it was made from
+            expect(page.locator(".llmcombo-eval-products select")).to_contain_text("ties-demo")
+            assert _selected_products(page) == ["base", "domotica", "tiempo", "ties-demo"]
             limit = page.locator(".llmcombo-eval-limit input")
             limit.fill(str(LIMIT))
             limit.press("Tab")
@@ -410,6 +417,12 @@ def test_dashboard_end_to_end(server, zoo_dir):
             assert second["ties-demo"] == _independent(out, 40), (second, _independent(out, 40))
             expect(page.locator(".llmcombo-eval-sources")).to_contain_text(run_id_2[:8])
             perf["ties_density_0.5_at_12_vs_0.9_at_40"] = [first["ties-demo"], second["ties-demo"]]
+            # the merge beside its parents, as the README's screenshot shows it
+            _select_products(page, ["ties-demo", "base:", "domotica:", "tiempo:"])
+            page.locator("button.llmcombo-eval-run").click()
+            expect(page.locator(".llmcombo-eval-done")).to_have_count(0)
+            page.locator(".llmcombo-eval-done").wait_for(timeout=600_000)
+            assert set(_accuracy_table(page)) == {"ties-demo", "base", "domotica", "tiempo"}
 
             # -- ensembles: the built-in router and vote answer their own questions ------------
             _tab(page, "Ensembles")

@@ -685,10 +685,14 @@ def test_another_module_can_add_a_tab(tmp_path, monkeypatch):
         def refresh(self):
             self.refreshed += 1
 
-    D.register_tab("Search", Panel, after="Evaluate")
+    D.register_tab("Search", Panel, after="Evaluate", step="try many merges, keep the best")
     app = D.App(out_root=str(tmp_path), preload_after=None)
     titles = [app.tabs.get_title(i) for i in range(len(app.tabs.children))]
     assert titles == ["Configure", "Run", "Evaluate", "Search", "Ensembles", "Publish"]
+    # the getting-started strip has a step per tab, numbered in the tabs' order
+    strip = D.getting_started_html(app.tab_titles)
+    assert strip.index("<b>3 Evaluate</b>") < strip.index("<b>4 Search</b><br>try many merges")
+    assert "<b>6 Publish</b>" in strip
     assert built == []  # built when first shown, like the other panels
     app.tabs.selected_index = 3
     assert built == [app] and app.tabs.children[3].children == (app._panels["Search"].widget,)
