@@ -31,7 +31,7 @@ from typing import Iterator, Sequence
 from llmcombo.errors import OfflineError, UserError
 from llmcombo.fsutil import atomic_write
 from llmcombo.modelcard import (CARD_TEMPLATE, EVAL_FILES, LINEAGE_FILE, YAML_FILES, build_card,
-                                public_text)
+                                public_files, public_text)
 
 CARD_FILE = "README.md"
 IGNORE_PATTERNS = [".*", "**/.*", "__pycache__/*", "**/__pycache__/*", "*.pyc", "*.lock",
@@ -202,13 +202,19 @@ def publish(folder, repo_id: str, *, private: bool = False, license: str | None 
         raise offline
     from huggingface_hub import HfApi
 
+    from huggingface_hub import CommitOperationAdd
+
     api = HfApi(token=tok)
+    # one commit of the listed files; the lineage and the mergekit YAML without local paths
+    public = public_files(folder)
+    operations = [CommitOperationAdd(path_in_repo=rel,
+                                     path_or_fileobj=public.get(rel) or str(folder / rel))
+                  for rel in files]
     failure: UserError | None = None
     try:
         api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-        info = api.upload_folder(repo_id=repo_id, folder_path=str(folder),
-                                 commit_message=commit_message or "Upload model made with llmcombo",
-                                 ignore_patterns=IGNORE_PATTERNS)
+        info = api.create_commit(repo_id=repo_id, operations=operations, repo_type="model",
+                                 commit_message=commit_message or "Upload model made with llmcombo")
     except Exception as exc:  # never let the original (which may carry headers) escape
         if _network_error(exc):
             failure = offline
@@ -226,4 +232,4 @@ def publish(folder, repo_id: str, *, private: bool = False, license: str | None 
 
 
 __all__ = ["CARD_FILE", "CARD_TEMPLATE", "EVAL_FILES", "IGNORE_PATTERNS", "LINEAGE_FILE", "PublishResult",
-           "YAML_FILES", "build_card", "export_gguf_files", "public_text", "publish"]
+           "YAML_FILES", "build_card", "export_gguf_files", "public_files", "public_text", "publish"]

@@ -231,6 +231,25 @@ def _gguf_tool() -> str:
         return "?"
 
 
+def public_files(folder) -> dict[str, bytes]:
+    """What the Hub gets instead of the folder's lineage and mergekit YAML: the same files with
+    local paths replaced as on the card (:func:`public_text`), so that an upload does not show
+    where the inputs were on the user's machine. Files without a local path are left out."""
+    folder = Path(folder)
+    lineage = _read_json(folder / LINEAGE_FILE)
+    inputs = list((lineage or {}).get("inputs") or [])
+    out = {}
+    for name in (LINEAGE_FILE, *YAML_FILES):
+        try:
+            text = (folder / name).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        public = public_text(text, inputs)
+        if public != text:
+            out[name] = public.encode("utf-8")
+    return out
+
+
 def build_card(folder, *, repo_id: str | None = None, license: str | None = None):
     """The :class:`huggingface_hub.ModelCard` of a model folder written by ``llmcombo merge``
     (a plain mergekit output folder works too)."""

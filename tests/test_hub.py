@@ -211,8 +211,8 @@ class FakeApi:
         if FakeApi.fail_with is not None:
             raise FakeApi.fail_with
 
-    def upload_folder(self, **kwargs):
-        FakeApi.calls.append(("upload_folder", kwargs))
+    def create_commit(self, **kwargs):
+        FakeApi.calls.append(("create_commit", kwargs))
 
         class Info:
             commit_url = f"https://huggingface.co/{kwargs['repo_id']}/commit/abc"
@@ -245,10 +245,33 @@ def test_upload_uses_the_token_and_never_shows_it(folder, fake_hub, token_env, c
     assert result.commit_url == "https://huggingface.co/me/my-merge/commit/abc"
     (_, repo, kwargs, used_token), (_, upload) = fake_hub.calls
     assert repo == "me/my-merge" and kwargs["private"] is True and used_token == SECRET
-    assert upload["folder_path"] == str(folder) and ".*" in upload["ignore_patterns"]
+    assert upload["repo_id"] == "me/my-merge"
+    assert [op.path_in_repo for op in upload["operations"]] == result.files
+    assert "README.md" in result.files and not [f for f in result.files if f.startswith(".")]
     captured = capsys.readouterr()
     _assert_secret_nowhere(folder, captured.out, captured.err, caplog.text, result.summary(),
                            repr(result))
+
+
+def test_uploaded_lineage_and_mergekit_yaml_show_no_local_paths(folder, fake_hub, token_env):
+    """The folder keeps its lineage and mergekit YAML as they are (they run on this machine);
+    the Hub gets them with the local folders replaced (by what the configuration said, or
+    local:NAME)."""
+    lineage = (folder / "llmcombo_lineage.json").read_text()
+    yaml_file = next(n for n in hub.YAML_FILES if (folder / n).is_file())
+    local = [r["resolved"] for r in json.loads(lineage)["inputs"] if r["resolved"].startswith("/")]
+    assert local and local[0] in (folder / yaml_file).read_text()
+    publish(folder, "me/my-merge")
+    (_, upload) = fake_hub.calls[-1]
+    sent = {op.path_in_repo: op.path_or_fileobj for op in upload["operations"]}
+    for name in ("llmcombo_lineage.json", yaml_file):
+        body = sent[name]
+        text = body.decode() if isinstance(body, bytes) else Path(body).read_text()
+        assert not [p for p in local if p in text], name
+    json.loads(sent["llmcombo_lineage.json"])  # still JSON
+    assert (folder / "llmcombo_lineage.json").read_text() == lineage  # the folder is unchanged
+    weights = next(f for f in sent if f.endswith(".safetensors"))
+    assert sent[weights] == str(folder / weights)  # large files go from disk
 
 
 def test_hub_errors_are_scrubbed(folder, fake_hub, capsys, caplog):
