@@ -128,6 +128,7 @@ class EvaluatePanel:
             self.plot.value = figure_png(self.model.figure())
             self.plot.layout.display = None
             self.files.value = links(self.model.downloads())
+            self.save.clear()  # a new result: the last save was of the one before
             self.save.button.disabled = False
             self.status.value = (f"<span class='llmcombo-status-ok llmcombo-eval-done'>done in "
                                  f"{job.seconds or 0:.1f} s</span>")

@@ -35,6 +35,10 @@ class SaveBox:
         self.widget = W.VBox([W.HBox([self.folder, self.button], layout=W.Layout(width="100%")),
                               self.status])
 
+    def clear(self) -> None:
+        """Forget the last "Saved: ..." line (what it names is not what is shown any more)."""
+        self.status.value = ""
+
     def do(self) -> None:
         from llmcombo_widgets.downloads import resolve_folder
 

@@ -136,6 +136,9 @@ class RunPanel:
 
     def show_run(self) -> None:
         folder = self.runs.value
+        if folder != getattr(self, "_shown", None):  # another run: the last copy was of another
+            self.copy.clear()
+            self._shown = folder
         _set(self.zip, value="")
         self.runs.layout.display = None if self.runs.options else "none"
         if not folder:

@@ -731,3 +731,27 @@ def test_a_finished_run_is_offered_in_evaluate_beside_its_parents(tmp_path):
     assert app.evaluate_panel.products.value == ("mine", "base", "domotica", "tiempo")
     # a folder that is not a run the page knows selects nothing
     assert app.evaluate_model.with_parents(tmp_path / "nowhere") == []
+
+
+def test_a_new_evaluation_forgets_the_last_saved_line(tmp_path, monkeypatch):
+    """"Saved: ..." names the files of the result it saved; once another result is shown it
+    would name the wrong thing, so it goes."""
+    from llmcombo_widgets import workbench as wb
+    from llmcombo_widgets.evaluate_panel import EvaluatePanel
+
+    def fake_eval(ref, task, name=None, limit=None, progress=None):
+        from llmcombo.evaluate import frame, row
+
+        return frame([row(name, task, "accuracy", 0.5, limit, 0, 1)])
+
+    monkeypatch.setattr("llmcombo.evaluate.evaluate_accuracy", fake_eval)
+    panel = EvaluatePanel(wb.EvaluateModel(limit=5), save_folder=str(tmp_path / "saved"))
+    panel.products.value = ("domotica",)
+    panel.start()
+    assert panel.model.job.wait(60) and panel.model.job.status == DONE
+    panel.save.do()
+    assert "Saved:" in panel.save.status.value and (tmp_path / "saved" / "results.csv").is_file()
+    panel.products.value = ("tiempo",)
+    panel.start()
+    assert panel.model.job.wait(60) and panel.model.job.status == DONE
+    assert panel.save.status.value == "" and not panel.save.button.disabled
