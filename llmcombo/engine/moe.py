@@ -118,14 +118,3 @@ def select_output_architecture(m: dict, infos: Mapping[str, Any]):
     if chosen is None and ok:
         chosen = ok[0]
     return chosen, candidates, reasons
-
-
-def known_architectures() -> set[str]:
-    """Architecture names (``LlamaForCausalLM`` ...) that mergekit describes without inferring the
-    layout from the weights."""
-    from mergekit.architecture.json_definitions import NAME_TO_ARCH
-    from mergekit.architecture.moe_defs import (AfmoeModuleArchitecture,
-                                                Glm4MoeModuleArchitecture)
-
-    return set(NAME_TO_ARCH) | {AfmoeModuleArchitecture.ARCHITECTURE_NAME,
-                                Glm4MoeModuleArchitecture.ARCHITECTURE_NAME}

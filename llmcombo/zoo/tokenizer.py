@@ -4,14 +4,12 @@ no pre-tokenizer, the Llama decoder, ``<unk>``=0 ``<s>``=1 ``</s>``=2 (``<unk>``
 plus a SentencePiece ``tokenizer.model`` with the same pieces (score = merge order) and
 ``added_tokens.json``, which make llama.cpp tokenize exactly as transformers does.
 ``[ORDEN]``/``[COMANDO]`` are special added tokens that swallow the spaces around them
-(:mod:`llmcombo.gguf.tokens` reproduces that on llama.cpp; :func:`llama_cpp_prompt` gives the
-compact prompt other llama.cpp tools need)."""
+(:mod:`llmcombo.gguf.tokens` reproduces that on llama.cpp)."""
 
 from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 from typing import Sequence
 
@@ -141,10 +139,3 @@ def save_tokenizer(tokenizer, folder: str | os.PathLike) -> None:
     # matches the markers in the text even without parse_special
     markers = {m: tokenizer.convert_tokens_to_ids(m) for m in (_tasks.ORDEN, _tasks.COMANDO)}
     (folder / "added_tokens.json").write_text(json.dumps(markers) + "\n", encoding="utf-8")
-
-
-def llama_cpp_prompt(text: str) -> str:
-    """The prompt text to give llama.cpp for a zoo prompt: the markers without the spaces around
-    them (llama.cpp cannot strip them and adds one after every special token), so that llama.cpp
-    tokenizes it exactly as transformers tokenizes ``format_prompt(text)``."""
-    return re.sub(r"\s*(\[ORDEN\]|\[COMANDO\])\s*", r"\1", _tasks.format_prompt(text))
